@@ -1,0 +1,138 @@
+"""Hyper-parameters: one frozen dataclass, written into every checkpoint so it rebuilds its own network.
+
+Defaults follow METHOD.md §8.1 (MNIST DGMw/DGMa) where they exist; the presets only shrink widths and
+budgets so the same code runs in seconds (tests), minutes (CPU benchmark) or at paper scale (GPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dgm.errors import DGMInputError
+
+Variant = Literal["dgmw", "dgma"]
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    image_shape: tuple[int, int, int] = (1, 32, 32)  # (channels, height, width) of user images
+    variant: Variant = "dgmw"
+    nz: int = 128  # latent size; the first `max_classes` entries carry the one-hot label
+    max_classes: int = 64
+    ngf: int = 6  # generator base width: channels (4*ngf, 2*ngf, ngf); DGMw 6, DGMa 20 in the paper
+    ndf: int = 32  # discriminator base width: channels (ndf, 2*ndf, 4*ndf)
+    epochs: int = 101  # epochs per task
+    batch_size: int = 64
+    lr: float = 2e-3  # Adam lr for D and G (MNIST default)
+    beta1: float = 0.5
+    s_max: float = 1e4  # mask sigmoid scale at the end of the anneal (DGMa paper default 1e5)
+    lam: float = 0.08  # sparsity weight lambda (DGMa paper default 0.01)
+    lam_gp: float = 1.0  # WGAN-GP weight
+    lam_adv: float = 1.0
+    aux_g: bool = True  # CE on fakes in G's loss: needed to tie labels to images when a task has >1 class
+    replay_per_class: int = 2000  # cap on replayed samples per old class (paper: the task's size)
+    min_samples_per_class: int = 8
+    grad_clip_g: float = 1e4
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    extra: tuple[tuple[str, Any], ...] = field(default=())  # reserved for forward compatibility
+
+    def __post_init__(self) -> None:
+        c, h, w = self.image_shape
+        problems = []
+        if c not in (1, 3):
+            problems.append(f"image_shape channels must be 1 or 3, got {c}")
+        if not (4 <= h <= 512 and 4 <= w <= 512):
+            problems.append(f"image height and width must be in 4..512, got {h}x{w}")
+        if self.variant not in ("dgmw", "dgma"):
+            problems.append(f"variant must be 'dgmw' or 'dgma', got {self.variant!r}")
+        if self.max_classes < 1 or self.nz <= self.max_classes:
+            problems.append(f"nz ({self.nz}) must exceed max_classes ({self.max_classes}) so noise remains")
+        for name in ("ngf", "ndf", "epochs", "batch_size", "replay_per_class", "min_samples_per_class"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        for name in ("lr", "s_max"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0")
+        if self.lam < 0 or self.lam_gp < 0:
+            problems.append("lam and lam_gp must be >= 0")
+        if problems:
+            raise DGMInputError("invalid learner config: " + "; ".join(problems))
+
+    @classmethod
+    def preset(cls, name: str = "small", **overrides: Any) -> LearnerConfig:
+        """A named size: `tiny` (tests), `small` (CPU, minutes a task), `paper` (METHOD.md §8.1)."""
+        if name not in PRESETS:
+            raise DGMInputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        variant = overrides.get("variant", "dgmw")
+        base = dict(PRESETS[name])
+        if name == "paper" and variant == "dgma":
+            base.update(ngf=20, s_max=1e5, lam=0.01)
+        base.update(overrides)
+        return cls.from_dict(base)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LearnerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise DGMInputError(f"unknown hyper-parameter(s) {unknown}; known: {sorted(known - {'extra'})}")
+        values = dict(values)
+        if "image_shape" in values:
+            shape = tuple(int(v) for v in values["image_shape"])
+            if len(shape) != 3:
+                raise DGMInputError(f"image_shape must be (channels, height, width), got {shape}")
+            values["image_shape"] = shape
+        try:
+            return cls(**values)
+        except TypeError as exc:  # wrong value types surface here
+            raise DGMInputError(f"invalid learner config: {exc}") from exc
+
+    def replace(self, **changes: Any) -> LearnerConfig:
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["image_shape"] = list(self.image_shape)
+        out["extra"] = [list(kv) for kv in self.extra]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LearnerConfig:
+        values = json.loads(text)
+        values["extra"] = tuple(tuple(kv) for kv in values.get("extra", []))
+        return cls.from_dict(values)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        nz=24,
+        max_classes=16,
+        ngf=4,
+        ndf=8,
+        epochs=2,
+        batch_size=32,
+        lr=2e-3,
+        replay_per_class=64,
+        min_samples_per_class=4,
+    ),
+    "small": dict(
+        nz=128,
+        max_classes=64,
+        ngf=8,
+        ndf=32,
+        epochs=5,
+        batch_size=64,
+        lr=1e-3,
+        lam=0.05,
+        replay_per_class=1500,
+    ),
+    "paper": dict(
+        nz=128, max_classes=64, ngf=6, ndf=32, epochs=101, batch_size=64, lr=2e-3, replay_per_class=6000
+    ),
+}

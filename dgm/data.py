@@ -1,0 +1,86 @@
+"""Data sets from local files only (nothing downloads): IDX (MNIST-family) and npz, plus task splits."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from dgm.errors import DGMInputError
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+)
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def load_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (optionally .gz) into an array of its declared shape."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DGMInputError(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=_IDX_DTYPES[raw[2]], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DGMInputError(f"{path}: header says {dims} but holds {data.size} values")
+    return data.reshape(dims)
+
+
+def load_mnist_like(root: str | Path = FASHION_MNIST_DIR) -> dict[str, np.ndarray]:
+    """x_train (60000, 28, 28) uint8, y_train, x_test, y_test from the four standard IDX files in `root`."""
+    root = Path(root)
+    names = {
+        "x_train": "train-images-idx3-ubyte",
+        "y_train": "train-labels-idx1-ubyte",
+        "x_test": "t10k-images-idx3-ubyte",
+        "y_test": "t10k-labels-idx1-ubyte",
+    }
+    out = {}
+    for key, stem in names.items():
+        candidates = [root / f"{stem}.gz", root / stem]
+        found = next((p for p in candidates if p.exists()), None)
+        if found is None:
+            raise DGMInputError(
+                f"{stem}(.gz) not found in {root}; "
+                "for Fashion-MNIST run: apt-get install -y dataset-fashion-mnist"
+            )
+        out[key] = load_idx(found)
+    return out
+
+
+def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """x and y arrays from an npz file; pickled object arrays are refused."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return f["x"], f["y"]
+    except (KeyError, ValueError, OSError) as exc:
+        raise DGMInputError(
+            f"{path}: need an npz with arrays 'x' and 'y' and no pickled objects ({exc})"
+        ) from exc
+
+
+def class_incremental(y: np.ndarray, classes_per_task: int, order: list | None = None) -> list[list]:
+    """Split the sorted class list into consecutive tasks of `classes_per_task` classes."""
+    order = list(order) if order is not None else sorted(np.unique(y).tolist())
+    return [order[i : i + classes_per_task] for i in range(0, len(order), classes_per_task)]
+
+
+def select(x: np.ndarray, y: np.ndarray, classes: list) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isin(y, classes)
+    return x[keep], y[keep]

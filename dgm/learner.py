@@ -1,0 +1,216 @@
+"""The public entry point: a continual classifier that learns tasks of new classes one after another."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dgm import images
+from dgm.config import LearnerConfig
+from dgm.errors import DGMInputError
+from dgm.networks import LAYER_NAMES, Discriminator, Generator
+from dgm.train import ProgressFn, TaskTrainer, generate
+
+MAX_LABEL_CHARS = 200
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class TaskReport:
+    """What one task did to the learner: the figures a model version publishes."""
+
+    task_index: int
+    classes: list[str]
+    samples: int
+    seconds: float
+    parameters: int
+    widths: dict[str, int]
+    mask_usage: dict[str, float]  # fraction of the layer's mask this task switched on
+    reserved: dict[str, int]  # weights (DGMw) or units (DGMa) reserved by all tasks so far
+    newly_reserved: dict[str, int]
+    units_added: dict[str, int]  # channels added by expansion after this task
+    free: dict[str, int]  # free weights/units after expansion
+    losses: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normalise_labels(y: Sequence[Any], n: int) -> list[str]:
+    labels = [str(v.item() if hasattr(v, "item") else v) for v in np.asarray(y).reshape(-1)]
+    if len(labels) != n:
+        raise DGMInputError(f"got {n} images but {len(labels)} labels; send one label per image")
+    bad = sorted({lab for lab in labels if not lab.strip() or len(lab) > MAX_LABEL_CHARS})
+    if bad:
+        raise DGMInputError(f"labels must be non-empty and at most {MAX_LABEL_CHARS} characters: {bad[:3]}")
+    return labels
+
+
+class Learner:
+    """DGM continual learner: `learn_task` new classes, `predict` over every class seen so far."""
+
+    def __init__(
+        self, config: LearnerConfig, seed: int = 0, device: str | torch.device | None = None
+    ) -> None:
+        self.config = config
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.classes: list[str] = []
+        self.history: list[dict[str, Any]] = []
+        torch.manual_seed(seed)
+        self.generator = Generator(config).to(self.device)
+        self.discriminator: Discriminator | None = None
+
+    # ----- learning --------------------------------------------------------------------------
+    def check_task(self, x: np.ndarray, y: Sequence[Any]) -> tuple[torch.Tensor, list[str], list[str]]:
+        """Validate a task without changing anything: images tensor, labels, the new classes (sorted)."""
+        xt = images.prepare(x, self.config.image_shape, self.device)
+        labels = normalise_labels(y, len(xt))
+        new = sorted(set(labels))
+        known = sorted(set(new) & set(self.classes))
+        if known:
+            raise DGMInputError(f"classes already learned: {known[:10]}; a task must bring only new classes")
+        counts = {c: labels.count(c) for c in new}
+        few = {c: n for c, n in counts.items() if n < self.config.min_samples_per_class}
+        if few:
+            raise DGMInputError(
+                f"each class needs at least {self.config.min_samples_per_class} samples; too few: {few}"
+            )
+        if len(self.classes) + len(new) > self.config.max_classes:
+            raise DGMInputError(
+                f"this learner holds at most {self.config.max_classes} classes (max_classes); it knows "
+                f"{len(self.classes)} and the task adds {len(new)}"
+            )
+        return xt, labels, new
+
+    def learn_task(
+        self,
+        x: np.ndarray,
+        y: Sequence[Any],
+        progress: ProgressFn | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TaskReport:
+        """Learn a task of new classes. On any error or cancellation the learner is left as it was."""
+        xt, labels, new = self.check_task(x, y)
+        snapshot = (copy.deepcopy(self.generator), copy.deepcopy(self.discriminator), list(self.classes))
+        try:
+            return self._learn(xt, labels, new, progress, should_stop)
+        except BaseException:
+            self.generator, self.discriminator, self.classes = snapshot
+            raise
+
+    def _learn(self, xt, labels, new, progress, should_stop) -> TaskReport:
+        started = time.perf_counter()
+        task = self.generator.n_tasks
+        torch.manual_seed(self.seed * 100_003 + task)
+        rng = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + task)
+        old_ids = list(range(len(self.classes)))
+        per_class = min(self.config.replay_per_class, max(labels.count(c) for c in new))
+        replay_x = generate(self.generator, old_ids, per_class, rng)
+        replay_y = torch.arange(len(old_ids), device=self.device).repeat_interleave(per_class)
+
+        self.classes = self.classes + new
+        index = {c: i for i, c in enumerate(self.classes)}
+        yt = torch.tensor([index[c] for c in labels], device=self.device)
+        self.generator.begin_task(len(new))
+        # D is re-initialised every task (reinit_D, METHOD.md §2.1): old classes live on only as replay.
+        self.discriminator = Discriminator(self.config.image_shape[0], self.config.ndf, len(self.classes))
+        self.discriminator.to(self.device)
+        trainer = TaskTrainer(self.config, self.generator, self.discriminator, task, rng)
+        self.generator.train()
+        losses = trainer.run(xt, yt, replay_x, replay_y, progress, should_stop)
+        self.generator.eval()
+        grown = self.generator.end_task()
+        report = self._report(task, new, len(labels), time.perf_counter() - started, grown, losses)
+        self.history.append(report.as_dict())
+        return report
+
+    def _report(self, task, new, n, seconds, grown, losses) -> TaskReport:
+        cap = self.generator.capacity()
+
+        def per_layer(values):
+            return dict(zip(LAYER_NAMES, values, strict=True))
+
+        return TaskReport(
+            task_index=task,
+            classes=new,
+            samples=n,
+            seconds=round(seconds, 3),
+            parameters=self.parameter_count(),
+            widths={k: v["channels"] for k, v in cap.items()},
+            mask_usage=per_layer([round(u, 6) for u in grown["mask_usage"]]),
+            reserved={k: v["reserved"] for k, v in cap.items()},
+            newly_reserved=per_layer(grown["newly_reserved"]),
+            units_added=per_layer(grown["units_added"]),
+            free={k: v["free"] for k, v in cap.items()},
+            losses={k: round(v, 5) for k, v in losses.items()},
+        )
+
+    # ----- using what was learned -----------------------------------------------------------
+    def _require_classes(self) -> Discriminator:
+        if self.discriminator is None:
+            raise DGMInputError("the learner has not learned any task yet; call learn_task first")
+        return self.discriminator
+
+    @torch.no_grad()
+    def predict(self, x: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Labels (argmax over every class seen) and softmax scores N x K for images x."""
+        disc = self._require_classes()
+        disc.eval()
+        xt = images.prepare(x, self.config.image_shape, self.device)
+        probs = torch.cat([disc.logits(c).float().softmax(1) for c in xt.split(512)]).cpu().numpy()
+        return [self.classes[i] for i in probs.argmax(1)], probs
+
+    def evaluate(self, x: np.ndarray, y: Sequence[Any]) -> float:
+        labels = normalise_labels(y, len(x))
+        unknown = sorted(set(labels) - set(self.classes))
+        if unknown:
+            raise DGMInputError(f"labels the learner has not learned: {unknown[:10]}")
+        predicted, _ = self.predict(x)
+        return float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+
+    def sample(self, label: str, n: int = 16, seed: int = 0) -> np.ndarray:
+        """n images the generator makes for class `label`: N x C x H x W float in [0, 1]."""
+        if str(label) not in self.classes:
+            raise DGMInputError(f"unknown class {label!r}; known classes: {self.classes[:20]}")
+        if not 1 <= n <= 10_000:
+            raise DGMInputError(f"n must be in 1..10000, got {n}")
+        rng = torch.Generator(device=self.device).manual_seed(seed)
+        out = generate(self.generator, [self.classes.index(str(label))], n, rng)
+        return images.to_user(out, self.config.image_shape)
+
+    def parameter_count(self) -> int:
+        gen = sum(
+            p.numel() for name, p in self.generator.named_parameters() if not name.startswith("embedding")
+        )
+        disc = sum(p.numel() for p in self.discriminator.parameters()) if self.discriminator else 0
+        return gen + disc
+
+    # ----- persistence -----------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        from dgm.checkpoint import save_learner
+
+        save_learner(self, path)
+
+    def save_classifier(self, path: str | Path) -> None:
+        from dgm.checkpoint import save_classifier
+
+        save_classifier(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> Learner:
+        from dgm.checkpoint import load_learner
+
+        return load_learner(path, device)

@@ -1,0 +1,49 @@
+"""The mask mechanics shared by DGMw and DGMa (METHOD.md §3): annealed scale, compensation, sparsity.
+
+A *soft* mask is sigmoid(s * e) for the task being trained; after the task it is binarised at s_max
+(threshold 0.5, i.e. e >= 0) and unioned into the cumulative mask, which blocks gradients afterwards.
+"""
+
+from __future__ import annotations
+
+import torch
+
+COSH_CLIP = 50.0  # METHOD.md §8.1
+
+
+def anneal_scale(s_max: float, epoch: int, epochs: int, frac: float) -> tuple[float, float]:
+    """(s, s_e) at position `frac` in [0, 1) of `epoch` (METHOD.md §10: monotone schedule).
+
+    s_e grows linearly over epochs, using (epoch + 1) so epoch 0 does not invert (the official quirk);
+    within an epoch s ramps from 1/s_e to s_e as in HAT. The last epoch ends at s_max.
+    """
+    s_e = (s_max - 1.0 / s_max) * (epoch + 1) / epochs + 1.0 / s_max
+    s = (s_e - 1.0 / s_e) * frac + 1.0 / s_e
+    return s, s_e
+
+
+def soft_mask(embedding: torch.Tensor, s: float) -> torch.Tensor:
+    return torch.sigmoid(s * embedding)
+
+
+def binarise(embedding: torch.Tensor) -> torch.Tensor:
+    """The task's final mask: sigmoid(s_max * e) >= 0.5, which is e >= 0 for any s_max > 0."""
+    return embedding.detach() >= 0
+
+
+@torch.no_grad()
+def compensate_embedding_grad(embedding: torch.Tensor, s: float, s_e: float) -> None:
+    """HAT gradient compensation: grad *= (s_e/s) * (cosh(clip(s e)) + 1) / (cosh(e) + 1)."""
+    if embedding.grad is None:
+        return
+    e = embedding.detach()
+    num = torch.cosh(torch.clamp(s * e, -COSH_CLIP, COSH_CLIP)) + 1
+    den = torch.cosh(e) + 1
+    embedding.grad.mul_((s_e / s) * num / den)
+
+
+def sparsity(masks: list[torch.Tensor], reserved: list[torch.Tensor]) -> torch.Tensor:
+    """R = sum m (1 - M_<t) / sum (1 - M_<t): only claiming free weights/units costs (METHOD.md §3.3)."""
+    num = sum((m * (~r).to(m.dtype)).sum() for m, r in zip(masks, reserved, strict=True))
+    den = sum((~r).sum() for r in reserved)
+    return num / max(int(den), 1)

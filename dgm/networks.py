@@ -1,0 +1,271 @@
+"""Generator (the memory, masked per task) and discriminator (critic + the classifier head).
+
+Shapes follow METHOD.md §2.3 at an internal 32x32 resolution: user images are resized to 32x32 on the
+way in and back on the way out. Both mask variants share one generator: `variant` only decides whether
+a task's mask multiplies weights (DGMw) or unit activations (DGMa).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgm import masks
+from dgm.config import LearnerConfig
+
+INTERNAL_SIZE = 32
+KERNEL = 4
+# (stride, padding) of the masked transposed convs conv1..conv3: 1 -> 4 -> 8 -> 16; the head goes to 32.
+LAYER_GEOMETRY = ((1, 0), (2, 1), (2, 1))
+HEAD_GEOMETRY = (2, 1)
+LAYER_NAMES = ("conv1", "conv2", "conv3")
+
+
+def _xavier_relu(shape: tuple[int, ...]) -> torch.Tensor:
+    w = torch.empty(shape)
+    nn.init.xavier_uniform_(w, gain=nn.init.calculate_gain("relu"))
+    return w
+
+
+def _task_bn(widths: list[int]) -> nn.ModuleList:
+    bns = nn.ModuleList(nn.BatchNorm2d(c) for c in widths)
+    for bn in bns:
+        nn.init.normal_(bn.weight, 1.0, 0.02)
+        nn.init.zeros_(bn.bias)
+    return bns
+
+
+class Generator(nn.Module):
+    """Conditional DCGAN generator whose three hidden layers are shared across tasks under binary masks.
+
+    Per task t: a BatchNorm set (bns[t]) and the layer widths it saw (task_caps[t]); per class: an
+    unmasked output head. Finished tasks keep a binary mask each (task_masks[t][l]) and only ever read
+    the weight block W[:cap_in(t), :cap_out(t)], so growth is invisible to them.
+    """
+
+    def __init__(self, cfg: LearnerConfig, widths: list[int] | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.nz, self.nc = cfg.nz, cfg.image_shape[0]
+        self.initial_widths = [4 * cfg.ngf, 2 * cfg.ngf, cfg.ngf]
+        self.widths = list(widths or self.initial_widths)
+        ins = [self.nz, *self.widths[:-1]]
+        # ConvTranspose2d weight layout: (in, out, k, k)
+        self.weights = nn.ParameterList(
+            nn.Parameter(_xavier_relu((i, o, KERNEL, KERNEL))) for i, o in zip(ins, self.widths, strict=True)
+        )
+        self.bns = nn.ModuleList()
+        self.heads = nn.ParameterList()
+        self.embedding = nn.ParameterList()  # the task being trained: one real-valued mask per layer
+        self.task_caps: list[list[int]] = []
+        self.class_task: list[int] = []
+        self.task_masks: list[list[torch.Tensor]] = []  # bool, per finished task and layer
+        self.cumulative = [torch.zeros(self.mask_shape(l), dtype=torch.bool) for l in range(3)]
+
+    # ----- bookkeeping -------------------------------------------------------------------------
+    def mask_shape(self, layer: int) -> tuple[int, ...]:
+        if self.cfg.variant == "dgmw":
+            return tuple(self.weights[layer].shape)
+        return (self.widths[layer],)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_caps)
+
+    @property
+    def training_task(self) -> int | None:
+        """Index of the task whose mask is still real-valued, if one is being learned."""
+        return self.n_tasks - 1 if len(self.embedding) else None
+
+    def task_class_ids(self, task: int) -> list[int]:
+        return [c for c, t in enumerate(self.class_task) if t == task]
+
+    def begin_task(self, n_new_classes: int) -> int:
+        """Open task t: its BN set and heads at today's widths, and a fresh mask embedding (zeros)."""
+        device = self.weights[0].device
+        self.task_caps.append(list(self.widths))
+        self.bns.append(_task_bn(self.widths).to(device))
+        for _ in range(n_new_classes):
+            head = _xavier_relu((self.widths[-1], self.nc, KERNEL, KERNEL)).to(device)
+            self.heads.append(nn.Parameter(head))
+            self.class_task.append(self.n_tasks - 1)
+        for l in range(3):
+            self.embedding.append(nn.Parameter(torch.zeros(self.mask_shape(l), device=device)))
+        return self.n_tasks - 1
+
+    def trainable_parameters(self, task: int) -> list[nn.Parameter]:
+        heads = [self.heads[c] for c in self.task_class_ids(task)]
+        return [*self.weights, *self.embedding, *self.bns[task].parameters(), *heads]
+
+    # ----- forward -----------------------------------------------------------------------------
+    def latent(self, noise: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """z: (N, nz) noise whose first max_classes entries are overwritten by the one-hot label."""
+        z = noise.clone()
+        z[:, : self.cfg.max_classes] = F.one_hot(classes, self.cfg.max_classes).to(z.dtype)
+        return z
+
+    def task_masks_for(self, task: int, s: float | None) -> list[torch.Tensor]:
+        if task == self.training_task:
+            if s is None:
+                return [masks.binarise(e).float() for e in self.embedding]
+            return [masks.soft_mask(e, s) for e in self.embedding]
+        return [m.float() for m in self.task_masks[task]]
+
+    def forward(self, noise: torch.Tensor, classes: torch.Tensor, task: int, s: float | None = None):
+        """noise (N, nz), classes (N,) global class ids all of `task` -> images (N, nc, 32, 32) in [-1, 1].
+
+        s: the anneal scale while training the current task; None means the final binary mask.
+        """
+        caps = self.task_caps[task]
+        task_masks = self.task_masks_for(task, s)
+        x = self.latent(noise, classes)[:, :, None, None]
+        cin = self.nz
+        for l, (stride, pad) in enumerate(LAYER_GEOMETRY):
+            w = self.weights[l][:cin, : caps[l]]
+            if self.cfg.variant == "dgmw":
+                w = w * task_masks[l]
+            x = F.relu(self.bns[task][l](F.conv_transpose2d(x, w, stride=stride, padding=pad)))
+            if self.cfg.variant == "dgma":
+                # After BN and ReLU (as HAT), so a masked unit is exactly 0 for this task.
+                x = x * task_masks[l].view(1, -1, 1, 1)
+            cin = caps[l]
+        return self._heads(x, classes, task)
+
+    def _heads(self, x: torch.Tensor, classes: torch.Tensor, task: int) -> torch.Tensor:
+        """Every head of the task at once (k heads -> k*nc channels), then each sample keeps its own."""
+        ids = self.task_class_ids(task)
+        w = torch.cat([self.heads[c] for c in ids], dim=1)  # (cap3, k*nc, 4, 4)
+        out = F.conv_transpose2d(x, w, stride=HEAD_GEOMETRY[0], padding=HEAD_GEOMETRY[1])
+        out = out.view(x.shape[0], len(ids), self.nc, INTERNAL_SIZE, INTERNAL_SIZE)
+        local = torch.as_tensor([ids.index(int(c)) for c in classes.tolist()], device=x.device)
+        return torch.tanh(out[torch.arange(x.shape[0], device=x.device), local])
+
+    def sparsity_loss(self, s: float) -> torch.Tensor:
+        soft = [masks.soft_mask(e, s) for e in self.embedding]
+        return masks.sparsity(soft, [c.to(e.device) for c, e in zip(self.cumulative, soft, strict=True)])
+
+    # ----- protecting earlier tasks -------------------------------------------------------------
+    def gradient_multipliers(self) -> list[torch.Tensor]:
+        """Per weight: 0 where an earlier task reserved it, 1 where it is free (METHOD.md §3.2-3.3)."""
+        if self.cfg.variant == "dgmw":
+            return [(~c).float() for c in self.cumulative]
+        out, prev = [], None
+        for l, cum in enumerate(self.cumulative):
+            o = cum.float().view(1, -1, 1, 1)
+            if l == 0:  # input is the latent: nothing upstream to protect
+                out.append(1 - o.expand_as(self.weights[0]))
+            else:
+                out.append(1 - torch.minimum(prev.view(-1, 1, 1, 1), o).expand_as(self.weights[l]))
+            prev = cum.float()
+        return [m.contiguous() for m in out]
+
+    @torch.no_grad()
+    def block_gradients(self, multipliers: list[torch.Tensor]) -> None:
+        for w, m in zip(self.weights, multipliers, strict=True):
+            if w.grad is not None:
+                w.grad.mul_(m)
+
+    def compensate(self, s: float, s_e: float) -> None:
+        for e in self.embedding:
+            masks.compensate_embedding_grad(e, s, s_e)
+
+    # ----- end of task: binarise, union, expand --------------------------------------------------
+    @torch.no_grad()
+    def end_task(self) -> dict[str, list[int] | list[float]]:
+        """Freeze the task's binary mask, union it into the cumulative mask, grow the network."""
+        binary = [masks.binarise(e).cpu() for e in self.embedding]
+        before = [int(c.sum()) for c in self.cumulative]
+        self.task_masks.append(binary)
+        self.cumulative = [c | b for c, b in zip(self.cumulative, binary, strict=True)]
+        newly = [int(c.sum()) - b for c, b in zip(self.cumulative, before, strict=True)]
+        usage = [float(b.float().mean()) for b in binary]
+        self.embedding = nn.ParameterList()
+        added = self.expand(newly)
+        return {"newly_reserved": newly, "units_added": added, "mask_usage": usage}
+
+    def expansion_for(self, newly_reserved: list[int]) -> list[int]:
+        """Channels to add per layer so free capacity returns to its level before the task (§5)."""
+        if self.cfg.variant == "dgma":
+            return list(newly_reserved)
+        k2 = KERNEL * KERNEL
+        added: list[int] = []
+        cin = self.nz
+        for l, delta in enumerate(newly_reserved):
+            cout = self.widths[l]
+            from_inputs = (added[l - 1] * cout * k2) if l else 0  # weights the input growth already gave
+            cin_new = cin + (added[l - 1] if l else 0)
+            added.append(max(0, math.ceil((delta - from_inputs) / (cin_new * k2))))
+            cin = cout
+        return added
+
+    @torch.no_grad()
+    def expand(self, newly_reserved: list[int]) -> list[int]:
+        added = self.expansion_for(newly_reserved)
+        ins = [self.nz, *self.widths[:-1]]
+        for l in range(3):
+            grow_in = added[l - 1] if l else 0
+            old = self.weights[l]
+            shape = (ins[l] + grow_in, self.widths[l] + added[l], KERNEL, KERNEL)
+            if self.cfg.variant == "dgmw":
+                new = torch.empty(shape).normal_(0.0, 0.02)
+            else:
+                new = _xavier_relu(shape)
+            new = new.to(old.device)
+            new[: old.shape[0], : old.shape[1]] = old
+            self.weights[l] = nn.Parameter(new)
+        self.widths = [w + a for w, a in zip(self.widths, added, strict=True)]
+        self.cumulative = [_pad_to(c, self.mask_shape(l)) for l, c in enumerate(self.cumulative)]
+        return added
+
+    # ----- reporting -------------------------------------------------------------------------
+    def capacity(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for l, name in enumerate(LAYER_NAMES):
+            total = self.cumulative[l].numel()
+            reserved = int(self.cumulative[l].sum())
+            out[name] = {
+                "channels": self.widths[l],
+                "maskable": total,
+                "reserved": reserved,
+                "free": total - reserved,
+            }
+        return out
+
+
+def _pad_to(mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    out = torch.zeros(shape, dtype=torch.bool)
+    out[tuple(slice(0, n) for n in mask.shape)] = mask
+    return out
+
+
+class Discriminator(nn.Module):
+    """WGAN-GP critic and the classifier: two linear heads on one conv trunk (METHOD.md §2.3)."""
+
+    def __init__(self, nc: int, ndf: int, n_classes: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(nc, ndf, 5, 2, 2, bias=False),  # 32 -> 16
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(ndf, 2 * ndf, 5, 2, 2, bias=False),  # 16 -> 8
+            nn.BatchNorm2d(2 * ndf),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * ndf, 4 * ndf, 5, 2, 2, bias=False),  # 8 -> 4
+            nn.BatchNorm2d(4 * ndf),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+        feat = 4 * ndf * 4 * 4
+        self.critic = nn.Linear(feat, 1)
+        self.classify = nn.Linear(feat, n_classes)
+        for m in self.trunk:
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.trunk(x))
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.trunk(x)).squeeze(1)

@@ -1,0 +1,195 @@
+"""One task of DGM training (METHOD.md §4, §6). Knows the networks, not the Learner or any service.
+
+Per real batch: (a) cross-entropy steps of D's class head on real + replayed chunks, (b) one WGAN-GP
+critic step on the current task, (c) one generator step on -critic + lambda_t * sparsity (+ CE on fakes),
+with reserved weights' gradients zeroed and the mask-embedding gradients compensated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgm import masks
+from dgm.config import LearnerConfig
+from dgm.errors import TrainingCancelled
+from dgm.networks import Discriminator, Generator
+
+GEN_BATCH = 256
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    epoch: int
+    epochs: int
+    losses: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        return self.seconds / self.step * (self.total - self.step) if self.step else None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def autocast(device: torch.device, cfg: LearnerConfig):
+    if device.type == "cuda" and cfg.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def generate(gen: Generator, classes: list[int], per_class: int, rng: torch.Generator) -> torch.Tensor:
+    """per_class images of each class, each from its own task's binary mask; G in eval mode."""
+    was_training = gen.training
+    gen.eval()
+    device = gen.weights[0].device
+    out = []
+    for c in classes:
+        task = gen.class_task[c]
+        for start in range(0, per_class, GEN_BATCH):
+            n = min(GEN_BATCH, per_class - start)
+            noise = torch.randn(n, gen.nz, generator=rng, device=device)
+            out.append(gen(noise, torch.full((n,), c, device=device), task).float())
+    gen.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, gen.nc, 32, 32, device=device)
+
+
+def gradient_penalty(
+    disc: Discriminator, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator
+) -> torch.Tensor:
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=rng, device=real.device)
+    mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc.score(mix).sum(), mix, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+@torch.no_grad()
+def recalibrate_bn(disc: nn.Module, x: torch.Tensor, batch: int) -> None:
+    """Re-estimate D's BatchNorm statistics on classification data only.
+
+    During training the critic also sees fakes and gradient-penalty interpolates, whose statistics are
+    not those of the images the classifier will serve.
+    """
+    bns = [m for m in disc.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the pass
+    disc.train()
+    for start in range(0, len(x), batch):
+        disc.trunk(x[start : start + batch])
+    for bn in bns:
+        bn.momentum = 0.1
+    disc.eval()
+
+
+class TaskTrainer:
+    """Trains task `task` of `gen` with a fresh `disc` on real images x (N, C, 32, 32) and labels y (N,)."""
+
+    def __init__(
+        self, cfg: LearnerConfig, gen: Generator, disc: Discriminator, task: int, rng: torch.Generator
+    ) -> None:
+        self.cfg, self.gen, self.disc, self.task, self.rng = cfg, gen, disc, task, rng
+        betas = (cfg.beta1, 0.999)
+        self.opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_g = torch.optim.Adam(gen.trainable_parameters(task), lr=cfg.lr, betas=betas)
+        device = gen.weights[0].device
+        self.multipliers = [m.to(device) for m in gen.gradient_multipliers()]
+        # lambda_t grows with the network (METHOD.md §3.2): lambda * channels now / channels at start
+        self.lam_t = cfg.lam * sum(gen.widths) / sum(gen.initial_widths)
+
+    def run(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        replay_x: torch.Tensor,
+        replay_y: torch.Tensor,
+        progress: ProgressFn | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> dict[str, float]:
+        cfg, b = self.cfg, self.cfg.batch_size
+        steps = math.ceil(len(x) / b)
+        total = steps * cfg.epochs
+        n_new = len(torch.unique(y))
+        n_old = len(torch.unique(replay_y)) if len(replay_y) else 0
+        replay_per_batch = round(b * n_old / n_new)
+        report_every = max(1, total // 100)
+        started, losses, step = time.perf_counter(), {}, 0
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(len(x), generator=self.rng, device=x.device)
+            for i in range(steps):
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelled(f"cancelled at step {step} of {total}")
+                idx = perm[i * b : (i + 1) * b]
+                s, s_e = masks.anneal_scale(cfg.s_max, epoch, cfg.epochs, i / steps)
+                losses = self.step(x[idx], y[idx], replay_x, replay_y, replay_per_batch, s, s_e)
+                step += 1
+                if progress is not None and (step % report_every == 0 or step == total):
+                    progress(Progress(step, total, epoch, cfg.epochs, losses, time.perf_counter() - started))
+        recalibrate_bn(self.disc, torch.cat([x, replay_x]), 256)
+        return losses
+
+    def step(self, xb, yb, replay_x, replay_y, replay_per_batch, s, s_e) -> dict[str, float]:
+        ce = self.classify_steps(xb, yb, replay_x, replay_y, replay_per_batch)
+        noise = torch.randn(len(xb), self.gen.nz, generator=self.rng, device=xb.device)
+        with autocast(xb.device, self.cfg):
+            fake = self.gen(noise, yb, self.task, s)
+        critic = self.critic_step(xb, fake.detach().float())
+        g_losses = self.generator_step(fake, yb, s, s_e)
+        return {"ce": ce, **critic, **g_losses}
+
+    def classify_steps(self, xb, yb, replay_x, replay_y, replay_per_batch) -> float:
+        """(a) min CE(D_class(x), y) over real + replay, shuffled into chunks of one batch each."""
+        if replay_per_batch and len(replay_x):
+            pick = torch.randint(len(replay_x), (replay_per_batch,), generator=self.rng, device=xb.device)
+            xa, ya = torch.cat([xb, replay_x[pick]]), torch.cat([yb, replay_y[pick]])
+            order = torch.randperm(len(xa), generator=self.rng, device=xb.device)
+            xa, ya = xa[order], ya[order]
+        else:
+            xa, ya = xb, yb
+        total = 0.0
+        chunks = list(zip(xa.split(self.cfg.batch_size), ya.split(self.cfg.batch_size), strict=True))
+        for xc, yc in chunks:
+            with autocast(xb.device, self.cfg):
+                loss = F.cross_entropy(self.disc.logits(xc).float(), yc)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_d.step()
+            total += float(loss.detach())
+        return total / len(chunks)
+
+    def critic_step(self, xb: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        """(b) min -D(x) + D(G(z)) + lambda_GP * (|grad D(x_hat)| - 1)^2, current task only."""
+        with autocast(xb.device, self.cfg):
+            wdist = self.disc.score(xb).float().mean() - self.disc.score(fake).float().mean()
+        gp = gradient_penalty(self.disc, xb, fake, self.rng)
+        loss = -wdist + self.cfg.lam_gp * gp
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return {"wasserstein": float(wdist), "gp": float(gp)}
+
+    def generator_step(self, fake: torch.Tensor, yb: torch.Tensor, s: float, s_e: float) -> dict[str, float]:
+        """(c) min -lambda_adv D(G(z)) + lambda_t R(mask) [+ CE(D_class(G(z)), y)], reserved grads zeroed."""
+        with autocast(fake.device, self.cfg):
+            adv = -self.disc.score(fake).float().mean()
+            aux = F.cross_entropy(self.disc.logits(fake).float(), yb) if self.cfg.aux_g else adv.new_zeros(())
+        reg = self.gen.sparsity_loss(s)
+        loss = self.cfg.lam_adv * adv + self.lam_t * reg + aux
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.gen.block_gradients(self.multipliers)
+        self.gen.compensate(s, s_e)
+        nn.utils.clip_grad_norm_(self.opt_g.param_groups[0]["params"], self.cfg.grad_clip_g)
+        self.opt_g.step()
+        return {"g_adv": float(adv), "g_aux": float(aux), "sparsity": float(reg)}
