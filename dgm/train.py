@@ -177,7 +177,7 @@ class TaskTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        return {"wasserstein": float(wdist), "gp": float(gp)}
+        return {"wasserstein": float(wdist.detach()), "gp": float(gp.detach())}
 
     def generator_step(self, fake: torch.Tensor, yb: torch.Tensor, s: float, s_e: float) -> dict[str, float]:
         """(c) min -lambda_adv D(G(z)) + lambda_t R(mask) [+ CE(D_class(G(z)), y)], reserved grads zeroed."""
@@ -192,4 +192,4 @@ class TaskTrainer:
         self.gen.compensate(s, s_e)
         nn.utils.clip_grad_norm_(self.opt_g.param_groups[0]["params"], self.cfg.grad_clip_g)
         self.opt_g.step()
-        return {"g_adv": float(adv), "g_aux": float(aux), "sparsity": float(reg)}
+        return {"g_adv": float(adv.detach()), "g_aux": float(aux.detach()), "sparsity": float(reg.detach())}

@@ -1,0 +1,123 @@
+"""One test per promise of the method: old tasks are untouched by new tasks and by expansion."""
+
+import numpy as np
+import pytest
+import torch
+
+from dgm.train import generate
+from tests.dgm.conftest import task_data, tiny_learner
+
+
+def _old_outputs(learner, classes, n=8):
+    rng = torch.Generator().manual_seed(123)
+    return generate(learner.generator, classes, n, rng)
+
+
+@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
+def test_generator_old_classes_bit_identical_after_new_task_and_expansion(digits, variant):
+    learner = tiny_learner(variant)
+    learner.learn_task(*task_data(digits, [0, 1]))
+    before = _old_outputs(learner, [0, 1])
+    widths_before = list(learner.generator.widths)
+    learner.learn_task(*task_data(digits, [2, 3, 4]))
+    learner.learn_task(*task_data(digits, [5]))
+    assert learner.generator.widths != widths_before, "the network should have grown"
+    after = _old_outputs(learner, [0, 1])
+    assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
+def test_reserved_weights_bit_identical_after_next_task(digits, variant):
+    learner = tiny_learner(variant)
+    learner.learn_task(*task_data(digits, [0, 1]))
+    gen = learner.generator
+    frozen = [(1 - m).bool() for m in gen.gradient_multipliers()]
+    assert any(f.any() for f in frozen), "the first task reserved nothing"
+    kept = [w.detach().clone()[f] for w, f in zip(gen.weights, frozen, strict=True)]
+    free_before = [w.detach().clone()[~f] for w, f in zip(gen.weights, frozen, strict=True)]
+    learner.learn_task(*task_data(digits, [2, 3]))
+    for l, f in enumerate(frozen):
+        w = learner.generator.weights[l].detach()[: f.shape[0], : f.shape[1]]
+        assert torch.equal(w[f], kept[l])
+    moved = [
+        not torch.equal(learner.generator.weights[l].detach()[: f.shape[0], : f.shape[1]][~f], b)
+        for l, (f, b) in enumerate(zip(frozen, free_before, strict=True))
+    ]
+    assert any(moved), "free weights should still be trained"
+
+
+@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
+def test_masks_binarise_at_s_max(digits, variant):
+    learner = tiny_learner(variant, epochs=8)
+    x, y = task_data(digits, [0, 1], per_class=60)
+    seen = {}
+
+    def grab(progress):
+        if progress.step == progress.total:
+            s_max = learner.config.s_max
+            seen["soft"] = [torch.sigmoid(s_max * e.detach()) for e in learner.generator.embedding]
+
+    learner.learn_task(x, y, progress=grab)
+    soft = torch.cat([m.flatten() for m in seen["soft"]])
+    between = ((soft > 0.05) & (soft < 0.95)).float().mean().item()
+    assert between < 0.01, f"{between:.2%} of mask entries are not binary at s_max"
+
+
+@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
+def test_free_capacity_does_not_shrink(digits, variant):
+    learner = tiny_learner(variant)
+    free_before = {k: v["free"] for k, v in learner.generator.capacity().items()}
+    for classes in ([0, 1], [2, 3], [4, 5]):
+        report = learner.learn_task(*task_data(digits, classes))
+        for layer, free in report.free.items():
+            assert free >= free_before[layer], (layer, free, free_before[layer])
+        free_before = dict(report.free)
+
+
+def test_dgmw_expansion_follows_rule_for_known_mask():
+    learner = tiny_learner("dgmw")  # tiny: nz 24, widths (16, 8, 4), k 4
+    gen = learner.generator
+    # conv1: 1000 new weights -> ceil(1000 / (24*16)) = 3 channels
+    # conv2: input growth gives 3*8*16 = 384; 1000-384 = 616 -> ceil(616 / ((16+3)*16)) = 3
+    # conv3: input growth gives 3*4*16 = 192 >= 100 -> 0
+    assert gen.expansion_for([1000, 1000, 100]) == [3, 3, 0]
+    assert gen.expansion_for([0, 0, 0]) == [0, 0, 0]
+    widths = list(gen.widths)
+    gen.expand([1000, 1000, 100])
+    assert gen.widths == [widths[0] + 3, widths[1] + 3, widths[2]]
+    assert tuple(gen.weights[1].shape) == (widths[0] + 3, widths[1] + 3, 4, 4)
+    assert tuple(gen.cumulative[1].shape) == tuple(gen.weights[1].shape)
+
+
+def test_dgma_expansion_adds_newly_reserved_units():
+    gen = tiny_learner("dgma").generator
+    assert gen.expansion_for([5, 0, 2]) == [5, 0, 2]
+    widths = list(gen.widths)
+    gen.expand([5, 0, 2])
+    assert gen.widths == [widths[0] + 5, widths[1], widths[2] + 2]
+    assert tuple(gen.weights[1].shape)[:2] == (widths[0] + 5, widths[1])
+
+
+def test_classifier_head_grows_and_string_labels_round_trip(digits):
+    learner = tiny_learner("dgmw")
+    names = np.array(["zero", "one", "two", "three", "four"])
+    x, y = task_data(digits, [0, 1])
+    learner.learn_task(x, names[y])
+    assert learner.discriminator.classify.out_features == 2
+    x2, y2 = task_data(digits, [2, 3, 4])
+    learner.learn_task(x2, names[y2])
+    assert learner.discriminator.classify.out_features == 5
+    assert learner.classes == ["one", "zero", "four", "three", "two"]
+    labels, scores = learner.predict(x2)
+    assert set(labels) <= set(names) and scores.shape == (len(x2), 5)
+    np.testing.assert_allclose(scores.sum(1), 1.0, rtol=1e-5)
+    assert learner.sample("three", 3).shape == (3, 1, 8, 8)
+
+
+def test_same_seed_same_result_on_cpu(digits):
+    a, b = tiny_learner("dgmw"), tiny_learner("dgmw")
+    x, y = task_data(digits, [0, 1])
+    a.learn_task(x, y)
+    b.learn_task(x, y)
+    assert np.array_equal(a.predict(x)[1], b.predict(x)[1])
+    assert np.array_equal(a.sample("1", 4), b.sample("1", 4))
