@@ -1,0 +1,169 @@
+"""Uploaded task data: read a `.npz` or a `.zip` of class folders, validate it, split off a holdout.
+
+Everything here runs before anything is stored, so a bad upload changes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from core.errors import CorruptFile, InvalidInput, InvalidParameter, PayloadTooLarge, UnsafeArchive
+from core.images import check_pixels, decode_image, to_nchw
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_LABEL_CHARS = 200
+
+
+def read_upload(
+    path: Path, filename: str, image_shape: tuple[int, int, int], max_unpacked: int, max_entries: int
+) -> tuple[np.ndarray, list[str]]:
+    """A stored upload -> images N x C x H x W (uint8 or float32 in [0, 1]) and N string labels."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CorruptFile(f"{filename}: not a readable .npz or .zip file ({exc})") from exc
+    with archive:
+        infos = archive.infolist()
+        _check_bounds(filename, infos, max_unpacked, max_entries)
+        names = {i.filename for i in infos}
+        is_npz = filename.lower().endswith(".npz") or names <= {"x.npy", "y.npy"}
+        if is_npz:
+            x, y = _read_npz(path, filename)
+        else:
+            x, y = _read_image_zip(archive, infos, filename, image_shape)
+    x = check_pixels(to_nchw(x, image_shape, what=f"{filename}: x"), what=f"{filename}: x")
+    return x, normalise_labels(y, len(x), filename)
+
+
+def _check_bounds(filename: str, infos: list[zipfile.ZipInfo], max_unpacked: int, max_entries: int) -> None:
+    if len(infos) > max_entries:
+        raise PayloadTooLarge(f"{filename}: {len(infos)} entries, more than the limit of {max_entries}")
+    total = sum(i.file_size for i in infos)
+    if total > max_unpacked:
+        raise PayloadTooLarge(
+            f"{filename}: unpacks to {total} bytes, more than the limit of {max_unpacked} "
+            "(DGM_MAX_UNCOMPRESSED_BYTES); split it into smaller tasks"
+        )
+
+
+def _read_npz(path: Path, filename: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = sorted({"x", "y"} - set(data.files))
+            if missing:
+                raise InvalidInput(
+                    f"{filename}: missing array(s) {missing}; an .npz task needs `x` (images) and `y`"
+                )
+            return data["x"], data["y"]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise InvalidInput(
+                f"{filename}: holds object arrays, which are refused (no pickle); save x as uint8/float "
+                "and y as int or str arrays"
+            ) from exc
+        raise CorruptFile(f"{filename}: damaged .npz ({exc})") from exc
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise CorruptFile(f"{filename}: damaged .npz ({exc})") from exc
+
+
+def safe_member(info: zipfile.ZipInfo, filename: str) -> PurePosixPath:
+    """The entry's path, refusing absolute paths, `..`, drive letters and symlinks."""
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+        raise UnsafeArchive(
+            f"{filename}: entry {info.filename!r} points outside the archive root; refusing the zip"
+        )
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UnsafeArchive(f"{filename}: entry {info.filename!r} is a symbolic link; zip plain files only")
+    return PurePosixPath(name)
+
+
+def _read_image_zip(
+    archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], filename: str, image_shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    members = [(safe_member(i, filename), i) for i in infos]
+    files = [(p, i) for p, i in members if not i.is_dir() and not _ignored(p)]
+    roots = {p.parts[0] for p, _ in files}
+    if len(roots) == 1 and all(len(p.parts) == 3 for p, _ in files):  # zip of one top folder
+        files = [(PurePosixPath(*p.parts[1:]), i) for p, i in files]
+    images, labels = [], []
+    for p, info in files:
+        if len(p.parts) != 2 or p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InvalidInput(
+                f"{filename}: entry {info.filename!r} is not class_name/image.png|jpg; put each class's "
+                "images in a folder named after the class"
+            )
+        try:
+            data = archive.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise CorruptFile(f"{filename}: entry {info.filename!r} is damaged ({exc})") from exc
+        images.append(decode_image(data, image_shape, f"{filename}: {info.filename}", resize=False))
+        labels.append(p.parts[0])
+    if not images:
+        raise InvalidInput(f"{filename}: no images found; expected class_name/*.png|jpg entries")
+    return np.stack(images), np.array(labels)
+
+
+def _ignored(p: PurePosixPath) -> bool:
+    return p.parts[0] == "__MACOSX" or p.name.startswith(".")
+
+
+def normalise_labels(y: np.ndarray, n: int, filename: str) -> list[str]:
+    y = np.asarray(y)
+    if y.dtype.kind not in "iuUS":
+        raise InvalidInput(f"{filename}: labels y have dtype {y.dtype}; send integers or strings")
+    if y.ndim != 1 or len(y) != n:
+        raise InvalidInput(
+            f"{filename}: {n} images but y has shape {list(y.shape)}; send one label per image"
+        )
+    labels = [v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()]
+    bad = sorted({lab for lab in labels if not lab.strip() or len(lab) > MAX_LABEL_CHARS})
+    if bad:
+        raise InvalidInput(
+            f"{filename}: labels must be non-empty and at most {MAX_LABEL_CHARS} characters: {bad[:3]}"
+        )
+    return labels
+
+
+def split_holdout(labels: list[str], fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split: per class, round(count * fraction) samples go to the holdout. Index arrays."""
+    if not 0 <= fraction < 1:
+        raise InvalidParameter(f"holdout must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(labels)
+    train, hold = [], []
+    for c in sorted(set(labels)):
+        idx = rng.permutation(np.flatnonzero(arr == c))
+        k = int(round(len(idx) * fraction))
+        hold.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(hold))
+
+
+def check_counts(labels: list[str], minimum: int, filename: str) -> dict[str, int]:
+    counts = dict(sorted(Counter(labels).items()))
+    few = {c: n for c, n in counts.items() if n < minimum}
+    if few:
+        raise InvalidInput(
+            f"{filename}: each class needs at least {minimum} training samples (after the holdout); too few: "
+            f"{dict(list(few.items())[:10])}"
+        )
+    return counts
+
+
+def to_npz_bytes(x: np.ndarray, labels: list[str]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, x=x, y=np.array(labels, dtype=str))
+    return buf.getvalue()
+
+
+def load_arrays(path: Path) -> tuple[np.ndarray, list[str]]:
+    with np.load(path, allow_pickle=False) as data:
+        return data["x"], [str(v) for v in data["y"].tolist()]

@@ -1,0 +1,95 @@
+"""Image arrays without torch: decode PNG/JPEG, check layout, dtype and range, resize for prediction."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from core.errors import CorruptFile, InvalidInput
+
+MAX_PIXELS = 4096 * 4096  # per image; refuses decompression bombs before decoding
+FORMATS = ("PNG", "JPEG")
+
+
+def decode_image(data: bytes, image_shape: tuple[int, int, int], name: str, resize: bool) -> np.ndarray:
+    """PNG/JPEG bytes -> C x H x W uint8 in the learner's channels; resized only when `resize`."""
+    c, h, w = image_shape
+    try:
+        img = Image.open(io.BytesIO(data), formats=FORMATS)
+        if img.size[0] * img.size[1] > MAX_PIXELS:
+            raise InvalidInput(f"{name}: image of {img.size[0]}x{img.size[1]} pixels is too large")
+        img.load()
+        img = img.convert("L" if c == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptFile(f"{name}: not a readable PNG or JPEG image ({exc}); re-export the file") from exc
+    if img.size != (w, h):
+        if not resize:
+            raise InvalidInput(
+                f"{name}: image is {img.size[0]}x{img.size[1]} (width x height); this learner expects "
+                f"{w}x{h}. Resize the images or create a learner with image_shape [{c}, {h}, {w}]"
+            )
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if c == 1 else arr.transpose(2, 0, 1)
+
+
+def to_nchw(x: np.ndarray, image_shape: tuple[int, int, int], what: str = "images") -> np.ndarray:
+    """N x H x W (one channel), N x C x H x W or N x H x W x C -> N x C x H x W; else a clear error."""
+    c, h, w = image_shape
+    if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
+        return x[:, None]
+    if x.ndim == 4 and x.shape[1:] == (c, h, w):
+        return x
+    if x.ndim == 4 and x.shape[1:] == (h, w, c):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    want = f"N x {h} x {w}" if c == 1 else f"N x {h} x {w} x {c} or N x {c} x {h} x {w}"
+    raise InvalidInput(
+        f"{what} have shape {list(x.shape)} but this learner's image shape is [{c}, {h}, {w}]: "
+        f"send an array of N x {h} x {w} x {c}" + (f" or {want}" if c == 1 else f" ({want})")
+    )
+
+
+def check_pixels(x: np.ndarray, what: str = "images") -> np.ndarray:
+    """uint8 as is; float must be finite and in [0, 1] (returned as float32); other dtypes refused."""
+    if x.size == 0:
+        raise InvalidInput(f"{what}: no images given; send at least one image")
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InvalidInput(
+            f"{what}: pixel dtype {x.dtype} is not supported; send uint8 0..255 or float in [0, 1]"
+        )
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
+        raise InvalidInput(
+            f"{what}: {bad} image(s) contain NaN or infinite pixels; replace them with values in [0, 1]"
+        )
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise InvalidInput(
+            f"{what}: float pixels must lie in [0, 1], found values in [{lo:.4g}, {hi:.4g}]; divide 0..255 "
+            "data by 255 or send uint8"
+        )
+    return x
+
+
+def resize_batch(x: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """N x H' x W' (x C) arrays of another size -> the learner's size (prediction only), uint8 or float."""
+    c, h, w = image_shape
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise InvalidInput(
+            f"images have shape {list(x.shape)}; send N x H x W or N x H x W x C with C 1 or 3"
+        )
+    out = []
+    for img in x:
+        as_u8 = img if img.dtype == np.uint8 else np.round(img * 255).astype(np.uint8)
+        pil = Image.fromarray(as_u8[..., 0] if as_u8.shape[-1] == 1 else as_u8)
+        pil = pil.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.BILINEAR)
+        arr = np.asarray(pil, dtype=np.uint8)
+        out.append(arr[None] if c == 1 else arr.transpose(2, 0, 1))
+    return np.stack(out)

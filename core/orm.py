@@ -1,0 +1,146 @@
+"""ORM tables. "model" means the network here, so the tables live in orm.py.
+
+The database is the truth about jobs and versions; the broker only carries "look at job N".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Learner(Base):
+    __tablename__ = "learners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    image_shape: Mapped[list[int]] = mapped_column(JSON)  # [channels, height, width]
+    variant: Mapped[str] = mapped_column(String(8))
+    preset: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full LearnerConfig.to_dict()
+    active_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", use_alter=True, name="fk_learners_active_version")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LearnedClass(Base):
+    """A class name the learner took in with a task, and its output index in that task's version."""
+
+    __tablename__ = "classes"
+    __table_args__ = (UniqueConstraint("learner_id", "task_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Task(Base):
+    """An uploaded batch of new classes. state: queued, training, trained, failed, cancelled."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("learner_id", "ordinal"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)  # upload order within the learner, from 1
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    classes: Mapped[list[str]] = mapped_column(JSON)
+    class_counts: Mapped[dict[str, int]] = mapped_column(JSON)  # training samples per class
+    n_train: Mapped[int] = mapped_column(Integer)
+    n_holdout: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str] = mapped_column(String(255))  # uploaded file name
+    data_uri: Mapped[str | None] = mapped_column(String(512))  # training data; cleared once trained
+    holdout_uri: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    learner: Mapped[Learner] = relationship()
+    job: Mapped[Job] = relationship(back_populates="task", uselist=False)
+
+
+class Job(Base):
+    """One training job per task. state: queued, running, succeeded, failed, cancelled."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), unique=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    task: Mapped[Task] = relationship(back_populates="job")
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("learner_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))  # trained from
+    classes: Mapped[list[str]] = mapped_column(JSON)  # class map: output index -> name
+    checkpoint_uri: Mapped[str] = mapped_column(String(512))
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64))
+    checkpoint_bytes: Mapped[int] = mapped_column(Integer)
+    classifier_uri: Mapped[str] = mapped_column(String(512))
+    classifier_sha256: Mapped[str] = mapped_column(String(64))
+    classifier_bytes: Mapped[int] = mapped_column(Integer)
+    parameters: Mapped[int] = mapped_column(Integer)
+    widths: Mapped[dict[str, int]] = mapped_column(JSON)
+    mask_usage: Mapped[dict[str, float]] = mapped_column(JSON)
+    units_added: Mapped[dict[str, int]] = mapped_column(JSON)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full TaskReport
+    train_seconds: Mapped[float] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Evaluation(Base):
+    """Accuracy of a version on one task's holdout: a cell of the accuracy matrix."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("version_id", "task_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    accuracy: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)  # first characters, to find the row
+    key_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,141 @@
+"""Pydantic schemas shared by the API and the CLI: `XCreate` in, `XRead` out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ORMRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class LearnerCreate(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["fashion"])
+    image_shape: tuple[int, int, int] = Field(examples=[[1, 28, 28]], description="(channels, height, width)")
+    variant: Literal["dgmw", "dgma"] = "dgmw"
+    preset: Literal["tiny", "small", "paper"] = "small"
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, examples=[{"epochs": 3}])
+
+
+class LearnerRead(ORMRead):
+    id: int
+    name: str
+    image_shape: list[int]
+    variant: str
+    preset: str
+    config: dict[str, Any]
+    classes: list[str] = []
+    active_version: int | None = None
+    status: str = "empty"  # empty (nothing learned), training, ready
+    created_at: datetime
+
+
+class TaskRead(ORMRead):
+    id: int
+    ordinal: int
+    state: str
+    classes: list[str]
+    class_counts: dict[str, int]
+    n_train: int
+    n_holdout: int
+    source: str
+    training_data_kept: bool = False
+    job_id: int | None = None
+    created_at: datetime
+
+
+class JobRead(ORMRead):
+    id: int
+    task_id: int
+    learner_id: int
+    state: str
+    progress: dict[str, Any] | None
+    attempts: int
+    worker: str | None
+    error: str | None
+    cancel_requested: bool
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_at: datetime
+
+
+class UploadAccepted(BaseModel):
+    task: TaskRead
+    job: JobRead
+    urls: dict[str, str]
+
+
+class VersionRead(ORMRead):
+    number: int
+    task_id: int
+    task_ordinal: int | None = None
+    trained_from: int | None = None  # version number this one continued from
+    classes: list[str]
+    parameters: int
+    widths: dict[str, int]
+    mask_usage: dict[str, float]
+    units_added: dict[str, int]
+    checkpoint_uri: str
+    checkpoint_sha256: str
+    checkpoint_bytes: int
+    classifier_uri: str
+    classifier_sha256: str
+    classifier_bytes: int
+    train_seconds: float
+    accuracy: dict[str, float] = {}  # task ordinal -> accuracy on its holdout
+    active: bool
+    created_at: datetime
+
+
+class Prediction(BaseModel):
+    label: str
+    score: float
+    top_k: list[tuple[str, float]]
+
+
+class PredictRequest(BaseModel):
+    images: list[Any] = Field(
+        description="each image: nested arrays (H x W, H x W x C or C x H x W; uint8 or float in [0, 1]) "
+        "or a base64 PNG/JPEG string (a data: URL works too)",
+        min_length=1,
+    )
+    top_k: int = 1
+    version: int | None = None
+
+
+class PredictResponse(BaseModel):
+    learner: str
+    version: int
+    classes: list[str]
+    predictions: list[Prediction]
+
+
+class HistoryRead(BaseModel):
+    learner: LearnerRead
+    tasks: list[TaskRead]
+    jobs: list[JobRead]
+    versions: list[VersionRead]
+    expansions: list[dict[str, Any]]
+    accuracy_matrix: dict[str, Any]
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Literal["predict", "train", "admin"]] = Field(min_length=1)
+
+
+class KeyRead(ORMRead):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    revoked: bool
+    created_at: datetime
+
+
+class KeyCreated(KeyRead):
+    key: str = Field(description="shown once; store it now")

@@ -1,0 +1,78 @@
+"""Deployment settings: one validated object, read from `DGM_*` environment variables.
+
+Embedded default (no env vars): SQLite and a filesystem broker under `./var`, artifacts in
+`./var/artifacts`. Distributed: set DGM_DATABASE_URL, DGM_BROKER_URL and DGM_ARTIFACT_DIR.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DGM_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str = ""  # default: sqlite file under data_dir
+    broker_url: str = ""  # default: kombu filesystem transport under data_dir
+    artifact_dir: Path | None = None  # default: data_dir / "artifacts"
+    queue: str = "dgm"
+    admin_key: SecretStr | None = None  # bootstrap admin key; create others with `dgm keys create`
+
+    max_upload_bytes: int = Field(200 * 2**20, ge=1024)
+    max_uncompressed_bytes: int = Field(1024 * 2**20, ge=1024)  # bound on a zip/npz's unpacked size
+    max_zip_entries: int = Field(200_000, ge=1)
+    max_predict_images: int = Field(1024, ge=1)
+    min_samples_per_class: int = Field(4, ge=1)  # the learner's own minimum applies too
+    max_holdout: float = Field(0.5, gt=0, lt=1)
+
+    keep_training_data: bool = False  # retention: keep a task's training data after it is trained
+    classifier_cache_size: int = Field(8, ge=1)
+    torch_threads: int = Field(0, ge=0)  # 0: torch's default
+    device: str | None = None  # training device; None: cuda if available
+
+    progress_interval_s: float = Field(1.0, ge=0)  # throttle for progress writes and cancel checks
+    lease_s: int = Field(300, ge=5)  # a running job's lease; renewed by every progress write
+    requeue_countdown_s: float = Field(3.0, ge=0)  # a job that is not its learner's turn waits this long
+    sweep_interval_s: float = Field(30.0, ge=0)  # 0 disables the sweeper thread in the API
+    stuck_after_s: float = Field(120.0, ge=1)  # a queued job untouched this long is re-enqueued
+    visibility_timeout_s: int = Field(6 * 3600, ge=60)  # Redis: above the longest training
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        data = self.data_dir.resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{data / 'dgm.db'}"
+        if not self.broker_url:
+            self.broker_url = "filesystem://"
+        if self.artifact_dir is None:
+            self.artifact_dir = data / "artifacts"
+        if not self.database_url.split(":", 1)[0].startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                f"DGM_DATABASE_URL must be sqlite:/// or postgresql+psycopg2://, got {self.database_url!r}"
+            )
+        return self
+
+    @property
+    def artifacts(self) -> Path:
+        assert self.artifact_dir is not None
+        return self.artifact_dir
+
+    @property
+    def broker_dir(self) -> Path:
+        """Folder of the filesystem broker (embedded mode)."""
+        return self.data_dir.resolve() / "broker"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; fails fast on bad configuration."""
+    return Settings()
