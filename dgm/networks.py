@@ -64,6 +64,7 @@ class Generator(nn.Module):
         self.class_task: list[int] = []
         self.task_masks: list[list[torch.Tensor]] = []  # bool, per finished task and layer
         self.cumulative = [torch.zeros(self.mask_shape(l), dtype=torch.bool) for l in range(3)]
+        self.masking = True  # False only to time the same network without masks (benchmarks)
 
     # ----- bookkeeping -------------------------------------------------------------------------
     def mask_shape(self, layer: int) -> tuple[int, ...]:
@@ -125,10 +126,10 @@ class Generator(nn.Module):
         cin = self.nz
         for l, (stride, pad) in enumerate(LAYER_GEOMETRY):
             w = self.weights[l][:cin, : caps[l]]
-            if self.cfg.variant == "dgmw":
+            if self.masking and self.cfg.variant == "dgmw":
                 w = w * task_masks[l]
             x = F.relu(self.bns[task][l](F.conv_transpose2d(x, w, stride=stride, padding=pad)))
-            if self.cfg.variant == "dgma":
+            if self.masking and self.cfg.variant == "dgma":
                 # After BN and ReLU (as HAT), so a masked unit is exactly 0 for this task.
                 x = x * task_masks[l].view(1, -1, 1, 1)
             cin = caps[l]
@@ -144,6 +145,8 @@ class Generator(nn.Module):
         return torch.tanh(out[torch.arange(x.shape[0], device=x.device), local])
 
     def sparsity_loss(self, s: float) -> torch.Tensor:
+        if not self.masking:
+            return self.weights[0].new_zeros(())
         soft = [masks.soft_mask(e, s) for e in self.embedding]
         return masks.sparsity(soft, [c.to(e.device) for c, e in zip(self.cumulative, soft, strict=True)])
 
@@ -164,11 +167,15 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def block_gradients(self, multipliers: list[torch.Tensor]) -> None:
+        if not self.masking:
+            return
         for w, m in zip(self.weights, multipliers, strict=True):
             if w.grad is not None:
                 w.grad.mul_(m)
 
     def compensate(self, s: float, s_e: float) -> None:
+        if not self.masking:
+            return
         for e in self.embedding:
             masks.compensate_embedding_grad(e, s, s_e)
 
