@@ -1,0 +1,69 @@
+"""The app factory: settings, sessions, artifact store, classifier cache, broker, error handler, routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from core.db import session_factory
+from core.errors import AppError
+from core.queue import make_celery
+from core.settings import Settings, get_settings
+from core.storage import ArtifactStore
+from core.sweeper import start_sweeper
+from service.classifiers import ClassifierCache
+from service.routes import health, jobs, keys, learners, predict, tasks, versions
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = start_sweeper(settings, app.state.celery) if settings.sweep_interval_s > 0 else None
+        yield
+        if stop is not None:
+            stop.set()
+
+    app = FastAPI(
+        title="dgm-serve",
+        version="0.1.0",
+        description="Continual class-incremental image classification (Dynamic Generative Memory).",
+        lifespan=lifespan,
+    )
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    store = ArtifactStore(settings.artifacts)
+    app.state.settings = settings
+    app.state.sessions = session_factory(settings)
+    app.state.store = store
+    app.state.celery = make_celery(settings)
+    app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size)
+    add_error_handlers(app)
+    for module in (health, learners, tasks, jobs, versions, predict, keys):
+        app.include_router(module.router)
+    return app
+
+
+def error_body(name: str, detail: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": name, "detail": detail}, status_code=status)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return error_body(type(exc).__name__, exc.detail, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        return error_body("InvalidParameter", f"bad request: {problems}", 422)

@@ -1,0 +1,54 @@
+"""Serving models: a bounded LRU of classifiers keyed by version id, sha256-checked when loaded.
+
+The key is the version id, so activating another version simply makes the next request load (or find)
+that version; nothing has to be invalidated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from core.errors import ArtifactCorrupt
+from core.orm import ModelVersion
+from core.storage import ArtifactStore
+
+
+class ClassifierCache:
+    def __init__(self, store: ArtifactStore, size: int) -> None:
+        self.store, self.size = store, size
+        self._items: OrderedDict[int, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version: ModelVersion) -> Any:
+        with self._lock:
+            if version.id in self._items:
+                self._items.move_to_end(version.id)
+                return self._items[version.id]
+            clf = self._load(version)
+            self._items[version.id] = clf
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return clf
+
+    def _load(self, version: ModelVersion) -> Any:
+        from dgm import CheckpointError
+        from dgm.inference import Classifier
+
+        path = self.store.path(version.classifier_uri)
+        if not path.is_file():
+            raise ArtifactCorrupt(
+                f"the classifier file of version {version.number} is missing ({version.classifier_uri}); "
+                "restore the artifact store or activate another version"
+            )
+        try:
+            return Classifier.load(path, device="cpu", sha256=version.classifier_sha256)
+        except CheckpointError as exc:
+            raise ArtifactCorrupt(
+                f"version {version.number} cannot be served: {exc}; restore the file or activate another "
+                "version"
+            ) from exc
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,56 @@
+"""Dependencies: settings, a database session per request, the artifact store, and API-key scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from core.errors import Forbidden, Unauthorized
+from core.keys import authenticate
+from core.settings import Settings
+from core.storage import ArtifactStore
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One session per request; routes that change things commit once, at their end."""
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_store(request: Request) -> ArtifactStore:
+    return request.app.state.store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_db)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+
+
+def require(scope: str | None) -> Callable[..., list[str]]:
+    """A dependency that admits keys holding `scope` (admin holds all; None: any valid key)."""
+
+    def check(request: Request, session: SessionDep, settings: SettingsDep) -> list[str]:
+        header = request.headers.get("authorization", "")
+        kind, _, key = header.partition(" ")
+        if kind.lower() != "bearer" or not key.strip():
+            raise Unauthorized("missing API key; send 'Authorization: Bearer <key>'")
+        admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+        scopes = authenticate(session, key.strip(), admin)
+        if scope is not None and scope not in scopes and "admin" not in scopes:
+            raise Forbidden(f"this API key lacks the '{scope}' scope; ask an admin for a key that has it")
+        return scopes
+
+    return check
+
+
+AnyKey = Depends(require(None))
+PredictKey = Depends(require("predict"))
+TrainKey = Depends(require("train"))
+AdminKey = Depends(require("admin"))

@@ -1,0 +1,184 @@
+"""Prediction: JSON arrays or base64 images, multipart image files, or a raw .npy batch (fast path)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from core.errors import CorruptFile, InvalidInput, InvalidParameter
+from core.images import check_pixels, decode_image, resize_batch, to_nchw
+from core.schemas import Prediction, PredictRequest, PredictResponse
+from core.settings import Settings
+from service.deps import PredictKey
+from service.uploads import read_body, receive_form
+from service.views import get_learner, get_version
+
+router = APIRouter(prefix="/v1/learners", tags=["predict"])
+
+PREDICT_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": PredictRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "top_k": {"type": "integer"},
+                        "version": {"type": "integer"},
+                    },
+                }
+            },
+            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+        }
+    },
+    "parameters": [
+        {
+            "name": "top_k",
+            "in": "query",
+            "schema": {"type": "integer"},
+            "description": "for .npy and multipart",
+        },
+        {"name": "version", "in": "query", "schema": {"type": "integer"}, "description": "default: active"},
+    ],
+}
+
+
+@router.post(
+    "/{name}/predict", response_model=PredictResponse, dependencies=[PredictKey], openapi_extra=PREDICT_DOC
+)
+async def predict(name: str, request: Request) -> PredictResponse:
+    settings: Settings = request.app.state.settings
+    shape = await run_in_threadpool(_image_shape, request, name)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    limit = settings.max_upload_bytes
+    if ctype == "multipart/form-data":
+        folder = Path(tempfile.mkdtemp(prefix="dgm-predict-"))
+        try:
+            form = await receive_form(request, limit, folder)
+            if not form.files:
+                raise InvalidInput("send images as multipart file fields (e.g. -F files=@digit.png)")
+            x = np.stack(
+                [decode_image(f.path.read_bytes(), shape, f.filename, resize=True) for f in form.files]
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        top_k, version = _int(form.fields, request, "top_k", 1), _int(form.fields, request, "version", None)
+    elif ctype in ("application/x-npy", "application/octet-stream"):
+        x = _npy_batch(await read_body(request, limit), shape)
+        top_k, version = _int({}, request, "top_k", 1), _int({}, request, "version", None)
+    else:
+        body = _json_body(await read_body(request, limit))
+        x = np.stack([_image(item, shape, i) for i, item in enumerate(body.images)])
+        top_k, version = body.top_k, body.version
+    if len(x) > settings.max_predict_images:
+        raise InvalidInput(f"{len(x)} images in one call; send at most {settings.max_predict_images}")
+    return await run_in_threadpool(_predict, request, name, x, top_k, version)
+
+
+def _image_shape(request: Request, name: str) -> tuple[int, int, int]:
+    with request.app.state.sessions() as s:
+        return tuple(get_learner(s, name).image_shape)
+
+
+def _int(fields: dict[str, str], request: Request, key: str, default: int | None) -> int | None:
+    raw = fields.get(key, request.query_params.get(key))
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise InvalidParameter(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def _json_body(raw: bytes) -> PredictRequest:
+    try:
+        return PredictRequest.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f'the body is not valid JSON ({exc}); send {{"images": [...]}}') from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidParameter(f"bad predict request: {problems}") from exc
+
+
+def _image(item: Any, shape: tuple[int, int, int], i: int) -> np.ndarray:
+    """One JSON image (base64 string or nested arrays) -> C x H x W float32 in [0, 1]."""
+    if isinstance(item, str):
+        data = item.split(",", 1)[1] if item.startswith("data:") else item
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise CorruptFile(f"images[{i}]: not valid base64 ({exc})") from exc
+        return decode_image(raw, shape, f"images[{i}]", resize=True).astype(np.float32) / 255
+    try:
+        arr = np.asarray(item)
+    except ValueError as exc:
+        raise InvalidInput(f"images[{i}]: ragged nested arrays; every row must have the same length") from exc
+    if arr.dtype.kind in "iu":
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise InvalidInput(f"images[{i}]: integer pixels must be in 0..255")
+        arr = arr.astype(np.uint8)
+    elif arr.dtype.kind != "f":
+        raise InvalidInput(f"images[{i}]: pixels must be numbers (0..255 integers or floats in [0, 1])")
+    arr = check_pixels(arr, what=f"images[{i}]")
+    c, h, w = shape
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)  # C x H x W -> H x W x C
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
+        raise InvalidInput(f"images[{i}]: shape {list(arr.shape)}; send H x W, H x W x C or C x H x W arrays")
+    if arr.shape != (h, w, c):
+        return resize_batch(arr[None], shape)[0].astype(np.float32) / 255
+    out = arr.transpose(2, 0, 1)
+    return out.astype(np.float32) / 255 if out.dtype == np.uint8 else out
+
+
+def _npy_batch(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    try:
+        x = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise CorruptFile(f"the body is not a readable .npy array without pickles ({exc})") from exc
+    x = check_pixels(x)
+    try:
+        return to_nchw(x, shape)
+    except InvalidInput:
+        return resize_batch(x, shape)  # another image size: resize to the learner's
+
+
+def _predict(
+    request: Request, name: str, x: np.ndarray, top_k: int | None, number: int | None
+) -> PredictResponse:
+    with request.app.state.sessions() as s:
+        learner = get_learner(s, name)
+        version = get_version(s, learner, number)
+    clf = request.app.state.classifiers.get(version)
+    k = top_k or 1
+    if not 1 <= k <= len(clf.classes):
+        raise InvalidParameter(
+            f"top_k must be in 1..{len(clf.classes)} (the classes of version {version.number})"
+        )
+    labels, probs = clf.predict(x)
+    order = np.argsort(-probs, axis=1)[:, :k]
+    predictions = [
+        Prediction(
+            label=labels[i],
+            score=float(probs[i, order[i, 0]]),
+            top_k=[(clf.classes[j], float(probs[i, j])) for j in order[i]],
+        )
+        for i in range(len(x))
+    ]
+    return PredictResponse(
+        learner=name, version=version.number, classes=list(clf.classes), predictions=predictions
+    )

@@ -1,0 +1,96 @@
+"""Model versions: list, activate (roll back or forward), and the generator's sample grid."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from PIL import Image, ImageDraw
+from sqlalchemy import update
+
+from core.errors import ArtifactCorrupt
+from core.orm import Learner, ModelVersion
+from core.schemas import VersionRead
+from service.deps import AdminKey, AnyKey, SessionDep
+from service.views import get_learner, get_version, versions_read
+
+router = APIRouter(prefix="/v1/learners", tags=["versions"])
+
+SAMPLES_PER_CLASS = 8
+CELL = 48  # pixels per sample in the grid
+LABEL_WIDTH = 96
+_grids: OrderedDict[int, bytes] = OrderedDict()  # version id -> PNG; versions never change
+_grids_lock = threading.Lock()
+
+
+@router.get("/{name}/versions", response_model=list[VersionRead], dependencies=[AnyKey])
+def list_versions(name: str, session: SessionDep) -> list[VersionRead]:
+    return versions_read(session, get_learner(session, name))
+
+
+@router.post("/{name}/versions/{number}/activate", response_model=VersionRead, dependencies=[AdminKey])
+def activate_version(name: str, number: int, session: SessionDep) -> VersionRead:
+    """Serve version `number` from now on; the learner's next task also trains from it."""
+    learner = get_learner(session, name)
+    version = get_version(session, learner, number)
+    session.execute(update(ModelVersion).where(ModelVersion.learner_id == learner.id).values(active=False))
+    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(active=True))
+    session.execute(update(Learner).where(Learner.id == learner.id).values(active_version_id=version.id))
+    session.commit()
+    return next(v for v in versions_read(session, learner) if v.number == number)
+
+
+@router.get(
+    "/{name}/versions/{number}/samples.png",
+    response_class=Response,
+    dependencies=[AnyKey],
+    responses={200: {"content": {"image/png": {}}}},
+)
+async def version_samples(name: str, number: int, request: Request) -> Response:
+    png = await run_in_threadpool(_samples_png, request, name, number)
+    return Response(png, media_type="image/png")
+
+
+def _samples_png(request: Request, name: str, number: int) -> bytes:
+    with request.app.state.sessions() as s:
+        version = get_version(s, get_learner(s, name), number)
+        vid, uri, sha = version.id, version.checkpoint_uri, version.checkpoint_sha256
+    with _grids_lock:
+        if vid in _grids:
+            return _grids[vid]
+    store = request.app.state.store
+    store.verify(uri, sha)
+    from dgm import CheckpointError, Learner
+
+    try:
+        learner = Learner.load(store.path(uri), device="cpu")
+    except CheckpointError as exc:
+        raise ArtifactCorrupt(f"version {number}: {exc}") from exc
+    png = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
+    with _grids_lock:
+        _grids[vid] = png
+        while len(_grids) > 16:
+            _grids.popitem(last=False)
+    return png
+
+
+def render_grid(samples: dict[str, np.ndarray]) -> bytes:
+    """One row per class: its name, then its samples (n x C x H x W floats in [0, 1]) scaled to CELL."""
+    grid = Image.new("RGB", (LABEL_WIDTH + SAMPLES_PER_CLASS * CELL, CELL * len(samples)), "white")
+    draw = ImageDraw.Draw(grid)
+    for row, (label, imgs) in enumerate(samples.items()):
+        draw.text((4, row * CELL + CELL // 2 - 6), label[:14], fill="black")
+        for col, img in enumerate(imgs):
+            arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+            tile = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+            grid.paste(
+                tile.convert("RGB").resize((CELL, CELL), Image.Resampling.NEAREST),
+                (LABEL_WIDTH + col * CELL, row * CELL),
+            )
+    buf = io.BytesIO()
+    grid.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,113 @@
+"""Lookups and read models shared by the routes (404s in one place, not in every route)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import UnknownLearner, UnknownVersion
+from core.orm import Evaluation, Job, Learner, ModelVersion, Task
+from core.schemas import JobRead, LearnerRead, TaskRead, VersionRead
+
+
+def get_learner(session: Session, name: str) -> Learner:
+    learner = session.scalar(select(Learner).where(Learner.name == name))
+    if learner is None:
+        raise UnknownLearner(f"no learner named {name!r}; list them with GET /v1/learners or create it first")
+    return learner
+
+
+def get_version(session: Session, learner: Learner, number: int | None) -> ModelVersion:
+    """Version `number`, or the active one when None."""
+    if number is None:
+        if learner.active_version_id is None:
+            from core.errors import NotReady
+
+            raise NotReady(
+                f"learner {learner.name!r} has no model version yet; upload a task and wait for its job"
+            )
+        version = session.get(ModelVersion, learner.active_version_id)
+    else:
+        version = session.scalar(
+            select(ModelVersion).where(ModelVersion.learner_id == learner.id, ModelVersion.number == number)
+        )
+    if version is None:
+        known = session.scalars(
+            select(ModelVersion.number).where(ModelVersion.learner_id == learner.id)
+        ).all()
+        raise UnknownVersion(
+            f"learner {learner.name!r} has no version {number}; its versions are {list(known)}"
+        )
+    return version
+
+
+def learner_read(session: Session, learner: Learner) -> LearnerRead:
+    active = session.get(ModelVersion, learner.active_version_id) if learner.active_version_id else None
+    states = set(session.scalars(select(Job.state).where(Job.learner_id == learner.id)))
+    status = "training" if "running" in states else "queued" if "queued" in states else None
+    out = LearnerRead.model_validate(learner)
+    out.classes = list(active.classes) if active else []
+    out.active_version = active.number if active else None
+    out.status = status or ("ready" if active else "empty")
+    return out
+
+
+def task_read(task: Task) -> TaskRead:
+    out = TaskRead.model_validate(task)
+    out.training_data_kept = task.data_uri is not None
+    out.job_id = task.job.id if task.job else None
+    return out
+
+
+def tasks_of(session: Session, learner: Learner) -> list[Task]:
+    return list(session.scalars(select(Task).where(Task.learner_id == learner.id).order_by(Task.ordinal)))
+
+
+def versions_read(session: Session, learner: Learner) -> list[VersionRead]:
+    versions = session.scalars(
+        select(ModelVersion).where(ModelVersion.learner_id == learner.id).order_by(ModelVersion.number)
+    ).all()
+    ordinals = dict(session.execute(select(Task.id, Task.ordinal).where(Task.learner_id == learner.id)).all())
+    numbers = {v.id: v.number for v in versions}
+    evals = session.scalars(select(Evaluation).where(Evaluation.version_id.in_(list(numbers)))).all()
+    out = []
+    for v in versions:
+        r = VersionRead.model_validate(v)
+        r.task_ordinal = ordinals.get(v.task_id)
+        r.trained_from = numbers.get(v.parent_id) if v.parent_id else None
+        r.accuracy = {str(ordinals[e.task_id]): round(e.accuracy, 4) for e in evals if e.version_id == v.id}
+        out.append(r)
+    return out
+
+
+def history(session: Session, learner: Learner) -> dict[str, Any]:
+    tasks = tasks_of(session, learner)
+    versions = versions_read(session, learner)
+    jobs = session.scalars(select(Job).where(Job.learner_id == learner.id).order_by(Job.id)).all()
+    ordinals = [t.ordinal for t in tasks if t.n_holdout]
+    return {
+        "learner": learner_read(session, learner),
+        "tasks": [task_read(t) for t in tasks],
+        "jobs": [JobRead.model_validate(j) for j in jobs],
+        "versions": versions,
+        "expansions": [
+            {
+                "version": v.number,
+                "task": v.task_ordinal,
+                "units_added": v.units_added,
+                "widths": v.widths,
+                "parameters": v.parameters,
+                "mask_usage": v.mask_usage,
+            }
+            for v in versions
+        ],
+        "accuracy_matrix": {
+            "tasks": ordinals,
+            "rows": [
+                {"version": v.number, "accuracy": [v.accuracy.get(str(o)) for o in ordinals]}
+                for v in versions
+            ],
+        },
+    }

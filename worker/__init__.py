@@ -1,0 +1,1 @@
+"""Celery jobs: thin. Load by id, call dgm, persist, report progress."""

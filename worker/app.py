@@ -1,0 +1,26 @@
+"""The worker's Celery app: `celery -A worker.app worker -Q <DGM_QUEUE>` or `dgm worker`."""
+
+from __future__ import annotations
+
+from celery.signals import worker_process_init
+
+from core.queue import TRAIN_JOB, make_celery
+from core.settings import get_settings
+
+settings = get_settings()
+app = make_celery(settings)
+
+
+@worker_process_init.connect
+def _limit_threads(**_kwargs: object) -> None:
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+
+@app.task(name=TRAIN_JOB, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def train_task(job_id: int) -> str:
+    from worker.train import run_job
+
+    return run_job(settings, app, job_id)

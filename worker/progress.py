@@ -1,0 +1,60 @@
+"""Progress and cancellation for a running job: throttled, each write its own short transaction.
+
+Every write also renews the job's lease; a write that finds the lease gone (the sweeper handed the
+job to another worker) makes `should_stop` true, so this worker stops without publishing anything.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from core.db import session_scope
+from core.orm import Job, utcnow
+from core.settings import Settings
+
+
+class JobReporter:
+    def __init__(self, settings: Settings, job_id: int, token: str) -> None:
+        self.settings, self.job_id, self.token = settings, job_id, token
+        self.last_write = 0.0
+        self.cancel_requested = False
+        self.lease_lost = False
+
+    def progress(self, p) -> None:  # noqa: ANN001 - dgm.Progress; dgm is imported lazily
+        final = p.step >= p.total
+        if not final and time.monotonic() - self.last_write < self.settings.progress_interval_s:
+            return
+        eta = p.eta_seconds
+        self.write(
+            {
+                "step": p.step,
+                "total": p.total,
+                "epoch": p.epoch,
+                "epochs": p.epochs,
+                "fraction": round(p.step / max(p.total, 1), 4),
+                "losses": {k: round(float(v), 5) for k, v in p.losses.items()},
+                "elapsed_s": round(p.seconds, 2),
+                "eta_s": None if eta is None else round(eta, 1),
+            }
+        )
+
+    def should_stop(self) -> bool:
+        if time.monotonic() - self.last_write >= self.settings.progress_interval_s:
+            self.write(None)
+        return self.cancel_requested or self.lease_lost
+
+    def write(self, progress: dict | None) -> None:
+        """Renew the lease (and store progress); read the cancel flag."""
+        self.last_write = time.monotonic()
+        values: dict = {"lease_until": utcnow() + timedelta(seconds=self.settings.lease_s)}
+        if progress is not None:
+            values["progress"] = progress
+        with session_scope(self.settings) as s:
+            mine = (Job.id == self.job_id) & (Job.lease_token == self.token) & (Job.state == "running")
+            if s.execute(update(Job).where(mine).values(**values)).rowcount != 1:
+                self.lease_lost = True
+                return
+            self.cancel_requested = bool(s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))

@@ -1,0 +1,278 @@
+"""The training job: claim the learner's turn, train from the active version, publish a new version.
+
+Order of a job (the DB is the truth, the broker message only names the job):
+1. claim: only the oldest unfinished task of its learner may run; a conditional UPDATE takes a lease,
+   so a duplicate delivery or a second worker does nothing. Not its turn: re-enqueue with a countdown.
+2. train outside any transaction, from the learner's ACTIVE version (so after a rollback new tasks
+   continue from the version that serves); progress and cancel checks are short transactions.
+3. publish: checkpoint and classifier written atomically and their sha256 verified, then ONE
+   transaction (guarded by the lease) inserts the version and its evaluations and activates it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.datasets import load_arrays
+from core.db import session_scope
+from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
+from core.queue import enqueue_train
+from core.settings import Settings
+from core.storage import ArtifactStore
+from worker.progress import JobReporter
+
+log = logging.getLogger(__name__)
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class LeaseLost(RuntimeError):
+    """Another worker owns the job now; this one must not publish."""
+
+
+@dataclass
+class Plan:
+    """What a claimed job needs, read in one short transaction."""
+
+    learner_id: int
+    task_id: int
+    config: dict[str, Any]
+    data_uri: str
+    parent: dict[str, Any] | None  # the active version: id, number, checkpoint uri and sha256
+    holdouts: list[tuple[int, str]]  # (task id, holdout uri) of every task with a holdout
+
+
+def run_job(settings: Settings, app: Celery, job_id: int) -> str:
+    claim = claim_job(settings, job_id)
+    if claim == "wait":
+        enqueue_train(app, settings, job_id, countdown=settings.requeue_countdown_s)
+        return "waiting for an earlier task of the learner"
+    if claim is None:
+        return "nothing to do (finished, cancelled or owned by another worker)"
+    outcome = execute(settings, job_id, claim)
+    kick_next(settings, app, job_id)
+    return outcome
+
+
+def claim_job(settings: Settings, job_id: int) -> str | None:
+    """A lease token when this job may train now; "wait" when an earlier task comes first; else None."""
+    now = utcnow()
+    with session_scope(settings) as s:
+        job = s.get(Job, job_id)
+        if job is None or job.state in FINISHED:
+            return None
+        oldest = s.scalar(
+            select(Task.id)
+            .where(Task.learner_id == job.learner_id, Task.state.in_(("queued", "training")))
+            .order_by(Task.ordinal)
+            .limit(1)
+        )
+        if oldest != job.task_id:
+            job.enqueued_at = now
+            return "wait"
+        token = uuid.uuid4().hex
+        free = or_(Job.state == "queued", (Job.state == "running") & (Job.lease_until < now))
+        taken = s.execute(
+            update(Job)
+            .where(Job.id == job_id, free)
+            .values(
+                state="running",
+                lease_token=token,
+                lease_until=now + timedelta(seconds=settings.lease_s),
+                attempts=Job.attempts + 1,
+                worker=f"{socket.gethostname()}:{uuid.uuid4().hex[:6]}",
+                started_at=now,
+                error=None,
+            )
+        )
+        if taken.rowcount != 1:
+            return None
+        s.execute(update(Task).where(Task.id == job.task_id).values(state="training"))
+        return token
+
+
+def execute(settings: Settings, job_id: int, token: str) -> str:
+    from dgm import TrainingCancelled
+
+    reporter = JobReporter(settings, job_id, token)
+    try:
+        train_and_publish(settings, job_id, token, reporter)
+        return "succeeded"
+    except (LeaseLost, TrainingCancelled) as exc:
+        if reporter.lease_lost or isinstance(exc, LeaseLost):
+            log.warning("job %s: lease lost; another worker owns it", job_id)
+            return "lease lost"
+        finish(settings, job_id, token, "cancelled", "cancelled on request")
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, which stays retryable
+        log.exception("job %s failed", job_id)
+        detail = f"{type(exc).__name__}: {exc}"
+        if not exc.__class__.__module__.startswith(("dgm", "core")):
+            detail += "\n" + "".join(traceback.format_exception(exc, limit=-3))
+        finish(settings, job_id, token, "failed", detail)
+        return "failed"
+
+
+def finish(settings: Settings, job_id: int, token: str, state: str, error: str | None) -> None:
+    task_state = {"cancelled": "cancelled", "failed": "failed"}[state]
+    with session_scope(settings) as s:
+        mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
+        done = s.execute(
+            update(Job).where(mine).values(state=state, error=error, finished_at=utcnow(), lease_until=None)
+        )
+        if done.rowcount == 1:
+            task_id = s.scalar(select(Job.task_id).where(Job.id == job_id))
+            s.execute(update(Task).where(Task.id == task_id).values(state=task_state))
+
+
+def read_plan(s: Session, job_id: int) -> Plan:
+    job = s.get(Job, job_id)
+    assert job is not None
+    task, learner = job.task, s.get(Learner, job.learner_id)
+    assert learner is not None and task.data_uri is not None
+    parent = s.get(ModelVersion, learner.active_version_id) if learner.active_version_id else None
+    holdouts = s.execute(
+        select(Task.id, Task.holdout_uri).where(Task.learner_id == learner.id, Task.holdout_uri.is_not(None))
+    ).all()
+    return Plan(
+        learner_id=learner.id,
+        task_id=task.id,
+        config=learner.config,
+        data_uri=task.data_uri,
+        parent=None
+        if parent is None
+        else {"id": parent.id, "uri": parent.checkpoint_uri, "sha256": parent.checkpoint_sha256},
+        holdouts=[(tid, uri) for tid, uri in holdouts],
+    )
+
+
+def train_and_publish(settings: Settings, job_id: int, token: str, reporter: JobReporter) -> None:
+    from dgm import Learner as DGMLearner
+    from dgm import LearnerConfig
+
+    with session_scope(settings) as s:
+        plan = read_plan(s, job_id)
+    store = ArtifactStore(settings.artifacts)
+    x, labels = load_arrays(store.path(plan.data_uri))
+    if plan.parent is None:
+        learner = DGMLearner(LearnerConfig.from_dict(plan.config), seed=0, device=settings.device)
+    else:
+        store.verify(plan.parent["uri"], plan.parent["sha256"])
+        learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
+    report = learner.learn_task(x, labels, progress=reporter.progress, should_stop=reporter.should_stop)
+    accuracy = evaluate(learner, store, plan.holdouts)
+    files = write_version_files(store, learner, plan, job_id)
+    publish(settings, job_id, token, plan, report, accuracy, files, list(learner.classes))
+    if not settings.keep_training_data:
+        store.delete(plan.data_uri)
+
+
+def evaluate(
+    learner: Any, store: ArtifactStore, holdouts: list[tuple[int, str]]
+) -> dict[int, tuple[float, int]]:
+    """Accuracy on every holdout whose classes this learner knows: one row of the accuracy matrix."""
+    out = {}
+    for task_id, uri in holdouts:
+        x, labels = load_arrays(store.path(uri))
+        if len(labels) and set(labels) <= set(learner.classes):
+            out[task_id] = (learner.evaluate(x, labels), len(labels))
+    return out
+
+
+def write_version_files(store: ArtifactStore, learner: Any, plan: Plan, job_id: int) -> dict[str, Any]:
+    """Write both files atomically, then re-read them to check the digests before anything is published."""
+    folder = f"learners/{plan.learner_id}/versions/job{job_id}-{uuid.uuid4().hex[:8]}"
+    files: dict[str, Any] = {}
+    for kind, save in (("checkpoint", learner.save), ("classifier", learner.save_classifier)):
+        uri = f"{folder}/{kind}.safetensors"
+        size, digest = store.write_with(uri, save)
+        store.verify(uri, digest)
+        files[kind] = (uri, size, digest)
+    return files
+
+
+def publish(
+    settings: Settings,
+    job_id: int,
+    token: str,
+    plan: Plan,
+    report: Any,
+    accuracy: dict[int, tuple[float, int]],
+    files: dict[str, Any],
+    classes: list[str],
+) -> None:
+    """One transaction: version, evaluations, classes, activation, job and task states."""
+    now = utcnow()
+    with session_scope(settings) as s:
+        mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
+        done = s.execute(update(Job).where(mine).values(state="succeeded", finished_at=now, lease_until=None))
+        if done.rowcount != 1:
+            raise LeaseLost(f"job {job_id} is no longer leased to this worker")
+        number = (
+            s.scalar(select(func.max(ModelVersion.number)).where(ModelVersion.learner_id == plan.learner_id))
+            or 0
+        ) + 1
+        (ck_uri, ck_bytes, ck_sha), (cl_uri, cl_bytes, cl_sha) = files["checkpoint"], files["classifier"]
+        version = ModelVersion(
+            learner_id=plan.learner_id,
+            number=number,
+            task_id=plan.task_id,
+            parent_id=plan.parent["id"] if plan.parent else None,
+            classes=classes,
+            checkpoint_uri=ck_uri,
+            checkpoint_sha256=ck_sha,
+            checkpoint_bytes=ck_bytes,
+            classifier_uri=cl_uri,
+            classifier_sha256=cl_sha,
+            classifier_bytes=cl_bytes,
+            parameters=report.parameters,
+            widths=report.widths,
+            mask_usage=report.mask_usage,
+            units_added=report.units_added,
+            report=report.as_dict(),
+            train_seconds=report.seconds,
+            active=True,
+        )
+        s.add(version)
+        s.flush()
+        for task_id, (acc, n) in accuracy.items():
+            s.add(Evaluation(version_id=version.id, task_id=task_id, accuracy=acc, samples=n))
+        for name in report.classes:
+            s.add(
+                LearnedClass(
+                    learner_id=plan.learner_id, task_id=plan.task_id, index=classes.index(name), name=name
+                )
+            )
+        others = (ModelVersion.learner_id == plan.learner_id) & (ModelVersion.id != version.id)
+        s.execute(update(ModelVersion).where(others).values(active=False))
+        s.execute(update(Learner).where(Learner.id == plan.learner_id).values(active_version_id=version.id))
+        task_values: dict[str, Any] = {"state": "trained"}
+        if not settings.keep_training_data:
+            task_values["data_uri"] = None
+        s.execute(update(Task).where(Task.id == plan.task_id).values(**task_values))
+
+
+def kick_next(settings: Settings, app: Celery, job_id: int) -> None:
+    """Start the learner's next queued task now instead of waiting for its countdown."""
+    with session_scope(settings) as s:
+        learner_id = s.scalar(select(Job.learner_id).where(Job.id == job_id))
+        nxt = s.scalar(
+            select(Job.id)
+            .join(Task, Task.id == Job.task_id)
+            .where(Job.learner_id == learner_id, Job.state == "queued")
+            .order_by(Task.ordinal)
+            .limit(1)
+        )
+        if nxt is not None:
+            s.execute(update(Job).where(Job.id == nxt).values(enqueued_at=utcnow()))
+    if nxt is not None:
+        enqueue_train(app, settings, nxt)
