@@ -1,0 +1,140 @@
+"""The whole flow over HTTP against PostgreSQL and a real Celery worker on Redis."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from fastapi.testclient import TestClient
+
+from core.settings import Settings
+from core.storage import ArtifactStore
+from tests.service.support import auth, digits, npz_bytes, png_bytes, png_zip, wait_job
+
+
+def upload(client: TestClient, name: str, filename: str, data: bytes, holdout: float = 0.25) -> dict:
+    r = client.post(
+        f"/v1/learners/{name}/tasks",
+        files={"file": (filename, data)},
+        data={"holdout": str(holdout)},
+        headers=auth(),
+    )
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def predict(client: TestClient, name: str, images: list, **kw) -> dict:
+    r = client.post(f"/v1/learners/{name}/predict", json={"images": images, **kw}, headers=auth())
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_flow_two_tasks_predict_history_rollback(client: TestClient, make_learner, pg_settings: Settings):
+    name = make_learner()
+    x1, y1 = digits([0, 1], per_class=24)
+    x2, y2 = digits([2, 3], per_class=24)
+    first = upload(client, name, "task1.npz", npz_bytes(x=x1, y=y1))
+    second = upload(client, name, "task2.zip", png_zip(x2, y2))  # queued behind the first
+    assert first["urls"]["job"] == f"/v1/jobs/{first['job']['id']}"
+    assert second["task"]["classes"] == ["digit2", "digit3"]
+    assert (first["task"]["n_train"], first["task"]["n_holdout"]) == (36, 12)
+
+    job1 = wait_job(client, first["job"]["id"])
+    job2 = wait_job(client, second["job"]["id"])
+    assert job1["state"] == job2["state"] == "succeeded", (job1, job2)
+    assert job1["finished_at"] <= job2["started_at"]  # one task at a time, in upload order
+    assert job2["progress"]["step"] == job2["progress"]["total"] > 0
+
+    learner = client.get(f"/v1/learners/{name}", headers=auth()).json()
+    assert learner["active_version"] == 2 and learner["status"] == "ready"
+    assert learner["classes"] == ["0", "1", "digit2", "digit3"]
+
+    x_test, _ = digits([0, 3], per_class=2, offset=100)
+    out = predict(client, name, x_test.tolist(), top_k=4)
+    assert out["version"] == 2 and len(out["predictions"]) == 4
+    assert all(
+        len(p["top_k"]) == 4 and abs(sum(s for _, s in p["top_k"]) - 1) < 1e-4 for p in out["predictions"]
+    )
+    b64 = base64.b64encode(png_bytes(x_test[0])).decode()
+    assert predict(client, name, [b64])["predictions"][0]["label"] in learner["classes"]
+    files = [("files", ("a.png", png_bytes(x_test[0]))), ("files", ("b.png", png_bytes(x_test[1])))]
+    r = client.post(f"/v1/learners/{name}/predict", files=files, data={"top_k": "2"}, headers=auth())
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 2, r.text
+
+    history = client.get(f"/v1/learners/{name}/history", headers=auth()).json()
+    assert [t["state"] for t in history["tasks"]] == ["trained", "trained"]
+    assert [v["number"] for v in history["versions"]] == [1, 2]
+    v1, v2 = history["versions"]
+    assert v2["trained_from"] == 1 and v1["trained_from"] is None
+    assert history["accuracy_matrix"]["tasks"] == [1, 2]
+    row1, row2 = history["accuracy_matrix"]["rows"]
+    assert row1["accuracy"][1] is None and row1["accuracy"][0] is not None
+    assert all(0 <= a <= 1 for a in row2["accuracy"])
+    assert (
+        len(v2["checkpoint_sha256"]) == 64
+        and v2["parameters"] > 0
+        and set(v2["mask_usage"]) == set(v2["widths"])
+    )
+    assert history["expansions"][0]["units_added"] == v1["units_added"]
+
+    # training data deleted once trained, holdout kept, checkpoints verified
+    store = ArtifactStore(pg_settings.artifacts)
+    kept = store.files()
+    assert not [f for f in kept if f.endswith("train.npz") and name in f]
+    assert all(not t["training_data_kept"] for t in history["tasks"])
+    store.verify(v2["checkpoint_uri"], v2["checkpoint_sha256"])
+    store.verify(v2["classifier_uri"], v2["classifier_sha256"])
+
+    png = client.get(f"/v1/learners/{name}/versions/2/samples.png", headers=auth())
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # roll back: version 1 serves again with its two classes
+    r = client.post(f"/v1/learners/{name}/versions/1/activate", headers=auth())
+    assert r.status_code == 200 and r.json()["active"] is True
+    out = predict(client, name, x_test.tolist(), top_k=2)
+    assert out["version"] == 1 and out["classes"] == ["0", "1"]
+    assert {p["label"] for p in out["predictions"]} <= {"0", "1"}
+    assert predict(client, name, x_test.tolist(), version=2)["version"] == 2  # explicit version still works
+
+    # new tasks continue from the active version: v3 is trained from v1 and knows 0, 1, 4
+    x4, y4 = digits([4], per_class=24)
+    third = upload(client, name, "task3.npz", npz_bytes(x=x4, y=y4), holdout=0)
+    assert wait_job(client, third["job"]["id"])["state"] == "succeeded"
+    versions = client.get(f"/v1/learners/{name}/versions", headers=auth()).json()
+    assert versions[-1]["number"] == 3 and versions[-1]["trained_from"] == 1
+    assert versions[-1]["classes"] == ["0", "1", "4"] and versions[-1]["active"]
+
+
+def wait_state(client: TestClient, job_id: int, state: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=auth()).json()
+        if job["state"] == state:
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id} never reached {state}: {job}")
+
+
+def test_flow_cancel_running_and_queued_jobs_then_retry(client: TestClient, make_learner):
+    name = make_learner(hyperparameters={"epochs": 60})  # long enough to still be running
+    x1, y1 = digits([5, 6])
+    x2, y2 = digits([7, 8])
+    first = upload(client, name, "a.npz", npz_bytes(x=x1, y=y1), holdout=0)
+    second = upload(client, name, "b.npz", npz_bytes(x=x2, y=y2), holdout=0)
+    r = client.post(f"/v1/jobs/{second['job']['id']}/cancel", headers=auth())
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    running = wait_state(client, first["job"]["id"], "running")
+    assert running["started_at"] is not None
+    r = client.post(f"/v1/jobs/{first['job']['id']}/cancel", headers=auth())
+    assert r.status_code == 200 and r.json()["cancel_requested"] is True
+    cancelled = wait_job(client, first["job"]["id"])
+    assert cancelled["state"] == "cancelled", cancelled
+    assert client.post(f"/v1/jobs/{first['job']['id']}/cancel", headers=auth()).status_code == 409
+    assert client.get(f"/v1/learners/{name}", headers=auth()).json()["active_version"] is None
+
+    r = client.post(f"/v1/jobs/{second['job']['id']}/retry", headers=auth())
+    assert r.status_code == 200 and r.json()["state"] == "queued"
+    # the retried task (7, 8) is the only unfinished one, so it trains now
+    assert wait_job(client, second["job"]["id"], timeout=300)["state"] == "succeeded"
+    learner = client.get(f"/v1/learners/{name}", headers=auth()).json()
+    assert learner["classes"] == ["7", "8"] and learner["active_version"] == 1
