@@ -164,7 +164,7 @@ def _predict(
         learner = get_learner(s, name)
         version = get_version(s, learner, number)
     clf = request.app.state.classifiers.get(version)
-    k = top_k or 1
+    k = 1 if top_k is None else top_k
     if not 1 <= k <= len(clf.classes):
         raise InvalidParameter(
             f"top_k must be in 1..{len(clf.classes)} (the classes of version {version.number})"

@@ -1,0 +1,96 @@
+"""API keys: 401 without or with a wrong key, 403 without the scope; health and docs are open."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.settings import Settings
+from tests.service.support import ADMIN, TINY, auth, digits, npz_bytes, snapshot
+
+
+def new_key(client: TestClient, *scopes: str) -> tuple[int, str]:
+    r = client.post("/v1/keys", json={"name": "k", "scopes": list(scopes)}, headers=auth())
+    assert r.status_code == 201, r.text
+    assert r.json()["key"].startswith("dgm_") and r.json()["scopes"] == sorted(scopes)
+    return r.json()["id"], r.json()["key"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/learners"),
+        ("POST", "/v1/learners"),
+        ("GET", "/v1/learners/x/history"),
+        ("POST", "/v1/learners/x/tasks"),
+        ("POST", "/v1/learners/x/predict"),
+        ("GET", "/v1/jobs/1"),
+        ("POST", "/v1/jobs/1/cancel"),
+        ("GET", "/v1/keys"),
+        ("GET", "/v1/learners/x/versions/1/samples.png"),
+    ],
+)
+def test_auth_missing_or_wrong_key_is_401(client: TestClient, method, path):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {ADMIN}"}):
+        r = client.request(method, path, headers=headers)
+        assert r.status_code == 401, (path, headers, r.text)
+        assert r.json()["error"] == "Unauthorized" and "Bearer" in r.json()["detail"]
+
+
+def test_auth_open_routes(client: TestClient):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/docs").status_code == 200
+    assert "/v1/learners/{name}/predict" in client.get("/openapi.json").json()["paths"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "artifact_store": "ok"}
+
+
+def test_auth_scopes_are_enforced(client: TestClient, pg_settings: Settings, trained: str):
+    _, predict_key = new_key(client, "predict")
+    _, train_key = new_key(client, "train")
+    x, y = digits([6, 7])
+    before = snapshot(pg_settings)
+    r = client.post(
+        f"/v1/learners/{trained}/tasks",
+        files={"file": ("t.npz", npz_bytes(x=x, y=y))},
+        headers=auth(predict_key),
+    )
+    assert r.status_code == 403 and "'train' scope" in r.json()["detail"]
+    r = client.post("/v1/learners", json={**TINY, "name": "scoped"}, headers=auth(predict_key))
+    assert r.status_code == 403
+    r = client.post("/v1/keys", json={"name": "x", "scopes": ["admin"]}, headers=auth(train_key))
+    assert r.status_code == 403 and "'admin' scope" in r.json()["detail"]
+    r = client.post(f"/v1/learners/{trained}/versions/1/activate", headers=auth(train_key))
+    assert r.status_code == 403
+    assert snapshot(pg_settings) == before
+
+    ok = client.post(
+        f"/v1/learners/{trained}/predict", json={"images": [x[0].tolist()]}, headers=auth(predict_key)
+    )
+    assert ok.status_code == 200
+    r = client.post(
+        f"/v1/learners/{trained}/predict", json={"images": [x[0].tolist()]}, headers=auth(train_key)
+    )
+    assert r.status_code == 403 and "'predict' scope" in r.json()["detail"]
+    assert client.get(f"/v1/learners/{trained}", headers=auth(predict_key)).status_code == 200
+
+
+def test_auth_revoked_key_is_401_and_keys_are_stored_hashed(client: TestClient, pg_settings: Settings):
+    key_id, key = new_key(client, "predict")
+    assert client.get("/v1/learners", headers=auth(key)).status_code == 200
+    listed = client.get("/v1/keys", headers=auth()).json()
+    assert key not in str(listed) and any(k["id"] == key_id for k in listed)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(pg_settings.database_url)
+    with engine.connect() as c:
+        stored = c.execute(text("SELECT key_hash FROM api_keys WHERE id = :i"), {"i": key_id}).scalar_one()
+    engine.dispose()
+    assert stored != key and len(stored) == 64
+    assert client.delete(f"/v1/keys/{key_id}", headers=auth()).json()["revoked"] is True
+    r = client.get("/v1/learners", headers=auth(key))
+    assert r.status_code == 401
+    assert client.delete("/v1/keys/99999", headers=auth()).status_code == 404
+    r = client.post("/v1/keys", json={"name": "x", "scopes": ["root"]}, headers=auth())
+    assert r.status_code == 422
