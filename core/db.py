@@ -12,7 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def migrations_dir() -> Path:
+    """migrations/ beside the source tree (checkout, editable install) or in the working directory (image)."""
+    beside = Path(__file__).resolve().parent.parent / "migrations"
+    return beside if beside.is_dir() else Path.cwd() / "migrations"
 
 
 def make_engine(url: str) -> Engine:
@@ -55,7 +59,7 @@ def alembic_config(url: str):  # noqa: ANN201 - alembic.config.Config, imported 
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
