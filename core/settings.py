@@ -32,7 +32,10 @@ class Settings(BaseSettings):
 
     keep_training_data: bool = False  # retention: keep a task's training data after it is trained
     classifier_cache_size: int = Field(8, ge=1)
-    torch_threads: int = Field(0, ge=0)  # 0: torch's default
+    torch_threads: int = Field(0, ge=0)  # training threads in the worker; 0: torch's default
+    # Inference threads in the API. One per request is fastest for these small networks, and on a
+    # busy machine several OpenMP threads per forward pass wait on each other (80 ms instead of 1 ms).
+    api_torch_threads: int = Field(1, ge=0)
     device: str | None = None  # training device; None: cuda if available
 
     progress_interval_s: float = Field(1.0, ge=0)  # throttle for progress writes and cancel checks

@@ -38,10 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Continual class-incremental image classification (Dynamic Generative Memory).",
         lifespan=lifespan,
     )
-    if settings.torch_threads:
+    if settings.api_torch_threads:
         import torch
 
-        torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(settings.api_torch_threads)
     store = ArtifactStore(settings.artifacts)
     app.state.settings = settings
     app.state.sessions = session_factory(settings)

@@ -11,12 +11,15 @@ settings = get_settings()
 app = make_celery(settings)
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # prefork children; the solo pool runs the call below
 def _limit_threads(**_kwargs: object) -> None:
     if settings.torch_threads:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+
+
+_limit_threads()
 
 
 @app.task(name=TRAIN_JOB, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
