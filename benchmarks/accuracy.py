@@ -191,6 +191,13 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, default=str))
+    tmp.replace(out)
+
+
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="dgm bench accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -252,9 +259,9 @@ def main(argv=None) -> dict:
             entry.setdefault("parameter_growth", {})[variant] = p[-1] / p[0]
         results["protocols"][name] = entry
         print(json.dumps({k: v for k, v in entry.items() if k not in ("methods", "tasks")}), flush=True)
+        _write(results, out)  # after every protocol, so a long run that is stopped keeps what it did
     results["masked_step"] = [time_masked_step(args, shape, v) for v in args.variants]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, default=str))
+    _write(results, out)
     plot(results, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return results
