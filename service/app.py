@@ -18,6 +18,7 @@ from core.storage import ArtifactStore
 from core.sweeper import start_sweeper
 from service.classifiers import ClassifierCache
 from service.routes import health, jobs, keys, learners, predict, tasks, versions
+from service.routes.versions import GridCache
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.celery = make_celery(settings)
     app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size)
+    app.state.sample_grids = GridCache()
     add_error_handlers(app)
     for module in (health, learners, tasks, jobs, versions, predict, keys):
         app.include_router(module.router)

@@ -23,8 +23,23 @@ router = APIRouter(prefix="/v1/learners", tags=["versions"])
 SAMPLES_PER_CLASS = 8
 CELL = 48  # pixels per sample in the grid
 LABEL_WIDTH = 96
-_grids: OrderedDict[int, bytes] = OrderedDict()  # version id -> PNG; versions never change
-_grids_lock = threading.Lock()
+
+
+class GridCache:
+    """version id -> samples PNG (a version never changes); one per app."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size, self.items, self.lock = size, OrderedDict[int, bytes](), threading.Lock()
+
+    def get(self, key: int) -> bytes | None:
+        with self.lock:
+            return self.items.get(key)
+
+    def put(self, key: int, png: bytes) -> None:
+        with self.lock:
+            self.items[key] = png
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
 
 
 @router.get("/{name}/versions", response_model=list[VersionRead], dependencies=[AnyKey])
@@ -59,9 +74,9 @@ def _samples_png(request: Request, name: str, number: int) -> bytes:
     with request.app.state.sessions() as s:
         version = get_version(s, get_learner(s, name), number)
         vid, uri, sha = version.id, version.checkpoint_uri, version.checkpoint_sha256
-    with _grids_lock:
-        if vid in _grids:
-            return _grids[vid]
+    grids: GridCache = request.app.state.sample_grids
+    if (cached := grids.get(vid)) is not None:
+        return cached
     store = request.app.state.store
     store.verify(uri, sha)
     from dgm import CheckpointError, Learner
@@ -71,10 +86,7 @@ def _samples_png(request: Request, name: str, number: int) -> bytes:
     except CheckpointError as exc:
         raise ArtifactCorrupt(f"version {number}: {exc}") from exc
     png = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
-    with _grids_lock:
-        _grids[vid] = png
-        while len(_grids) > 16:
-            _grids.popitem(last=False)
+    grids.put(vid, png)
     return png
 
 

@@ -39,9 +39,12 @@ def pg_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def pg_worker(pg_settings: Settings) -> Iterator[None]:
+    import redis
+
     proc = start_worker(pg_settings, pg_settings.data_dir / "worker.log")
     yield
     stop(proc)
+    redis.Redis.from_url(pg_settings.broker_url).delete(pg_settings.queue)  # leave no stray messages
 
 
 @pytest.fixture(scope="session")
