@@ -10,10 +10,11 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.datasets import check_counts, read_upload, split_holdout, to_npz_bytes
-from core.errors import InvalidInput, InvalidParameter
+from core.errors import Conflict, InvalidInput, InvalidParameter
 from core.orm import Job, Learner, ModelVersion, Task, utcnow
 from core.queue import enqueue_train
 from core.schemas import JobRead, TaskRead, UploadAccepted
@@ -100,6 +101,9 @@ def accept_upload(request: Request, name: str, upload: UploadedFile, holdout: fl
         train, hold = split_holdout(labels, holdout)
         minimum = max(settings.min_samples_per_class, int(learner.config.get("min_samples_per_class", 1)))
         counts = check_counts([labels[i] for i in train], minimum, upload.filename)
+        # One upload per learner at a time from here to the commit (row lock on PostgreSQL), so two
+        # simultaneous uploads get consecutive ordinals and the class check sees the other's task.
+        s.execute(select(Learner.id).where(Learner.id == learner.id).with_for_update())
         check_new_classes(s, learner, list(counts))
         folder = f"learners/{learner.id}/tasks/{uuid.uuid4().hex}"
         try:
@@ -111,6 +115,12 @@ def accept_upload(request: Request, name: str, upload: UploadedFile, holdout: fl
                 store.write_bytes(holdout_uri, to_npz_bytes(x[hold], [labels[i] for i in hold]))
             task, job = insert_task(s, learner, upload.filename, counts, len(hold), data_uri, holdout_uri)
             s.commit()
+        except IntegrityError as exc:  # a concurrent upload won the race where row locks do not exist
+            s.rollback()
+            store.delete_tree(folder)
+            raise Conflict(
+                f"another upload to learner {name!r} was accepted at the same moment; retry"
+            ) from exc
         except BaseException:
             s.rollback()
             store.delete_tree(folder)

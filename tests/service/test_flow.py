@@ -138,3 +138,30 @@ def test_flow_cancel_running_and_queued_jobs_then_retry(client: TestClient, make
     assert wait_job(client, second["job"]["id"], timeout=300)["state"] == "succeeded"
     learner = client.get(f"/v1/learners/{name}", headers=auth()).json()
     assert learner["classes"] == ["7", "8"] and learner["active_version"] == 1
+
+
+def test_flow_simultaneous_uploads_get_consecutive_ordinals_and_one_class_check(
+    client: TestClient, make_learner
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = make_learner()
+    x, y = digits([5, 6], per_class=24)
+    xa, ya = digits([7], per_class=24)
+    bodies = [npz_bytes(x=x, y=y), npz_bytes(x=x, y=y), npz_bytes(x=xa, y=ya)]
+
+    def post(data: bytes):
+        return client.post(f"/v1/learners/{name}/tasks", files={"file": ("t.npz", data)}, headers=auth())
+
+    with ThreadPoolExecutor(3) as pool:
+        responses = list(pool.map(post, bodies))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [202, 202, 400], [r.text for r in responses]
+    refused = next(r for r in responses if r.status_code == 400).json()
+    assert "['5', '6']" in refused["detail"] and "already in task #" in refused["detail"]
+    tasks = client.get(f"/v1/learners/{name}/tasks", headers=auth()).json()
+    assert sorted(t["ordinal"] for t in tasks) == [1, 2]
+    assert sorted(c for t in tasks for c in t["classes"]) == ["5", "6", "7"]
+    for r in responses:
+        if r.status_code == 202:
+            assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
