@@ -38,10 +38,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=10)
     p.add_argument("--preset", default="small")
     p.add_argument(
-        "--threads", type=int, default=0, help="torch threads in server and bare pass (0: default)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads in the server and in the bare pass (1 is the API's default; 0: torch's)",
     )
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     p.add_argument("--out", type=Path)
+    p.add_argument("--conditions", default="", help="what else ran on the machine, recorded in the JSON")
     args = p.parse_args(argv)
     if args.quick:
         args.requests, args.batches, args.tasks, args.preset = 20, 5, 2, "tiny"
@@ -208,8 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
             "transport": "HTTP/1.1 to `dgm serve` on 127.0.0.1 (uvicorn, one process), httpx keep-alive",
             "learner": {"preset": args.preset, "image_shape": [1, 28, 28], "tasks": args.tasks, "epochs": 1},
             "inference_torch_threads": args.threads or "default",
-            "note": "bare = dgm.inference.Classifier.predict on the same classifier file, client process; "
-            "the machine's 2 cores were shared with another engineer's training benchmark",
+            "bare": "dgm.inference.Classifier.predict on the same classifier file, in the client process",
+            "conditions": args.conditions or "nothing else running",
         },
         "train_seconds_per_task": train_seconds,
         "versions": results,

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from core.errors import CorruptFile, InvalidInput, InvalidParameter
 from core.images import check_pixels, decode_image, resize_batch, to_nchw
+from core.orm import Learner
 from core.schemas import Prediction, PredictRequest, PredictResponse
 from core.settings import Settings
 from service.deps import PredictKey
@@ -58,9 +59,9 @@ PREDICT_DOC = {
 @router.post(
     "/{name}/predict", response_model=PredictResponse, dependencies=[PredictKey], openapi_extra=PREDICT_DOC
 )
-async def predict(name: str, request: Request) -> PredictResponse:
+async def predict(name: str, request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    shape = await run_in_threadpool(_image_shape, request, name)
+    shape, learner = await run_in_threadpool(_learner, request, name)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limit = settings.max_upload_bytes
     if ctype == "multipart/form-data":
@@ -84,12 +85,16 @@ async def predict(name: str, request: Request) -> PredictResponse:
         top_k, version = body.top_k, body.version
     if len(x) > settings.max_predict_images:
         raise InvalidInput(f"{len(x)} images in one call; send at most {settings.max_predict_images}")
-    return await run_in_threadpool(_predict, request, name, x, top_k, version)
+    answer = await run_in_threadpool(_predict, request, learner, x, top_k, version)
+    # Already a validated model: serialise it once here instead of letting FastAPI re-validate it.
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
-def _image_shape(request: Request, name: str) -> tuple[int, int, int]:
+def _learner(request: Request, name: str) -> tuple[tuple[int, int, int], Learner]:
+    """The learner (its image shape is needed to parse the body), read once per request."""
     with request.app.state.sessions() as s:
-        return tuple(get_learner(s, name).image_shape)
+        learner = get_learner(s, name)
+        return tuple(learner.image_shape), learner
 
 
 def _int(fields: dict[str, str], request: Request, key: str, default: int | None) -> int | None:
@@ -158,10 +163,9 @@ def _npy_batch(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def _predict(
-    request: Request, name: str, x: np.ndarray, top_k: int | None, number: int | None
+    request: Request, learner: Learner, x: np.ndarray, top_k: int | None, number: int | None
 ) -> PredictResponse:
     with request.app.state.sessions() as s:
-        learner = get_learner(s, name)
         version = get_version(s, learner, number)
     clf = request.app.state.classifiers.get(version)
     k = 1 if top_k is None else top_k
@@ -180,5 +184,5 @@ def _predict(
         for i in range(len(x))
     ]
     return PredictResponse(
-        learner=name, version=version.number, classes=list(clf.classes), predictions=predictions
+        learner=learner.name, version=version.number, classes=list(clf.classes), predictions=predictions
     )
