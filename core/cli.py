@@ -163,8 +163,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker = subprocess.Popen(worker_command(settings), env=child_env(), preexec_fn=_die_with_parent)
     # uvicorn re-raises SIGTERM after its shutdown; turn it into SystemExit so `finally` stops the worker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log_config: Any = uvicorn.config.LOGGING_CONFIG
+    if settings.log_json:  # the worker child reads DGM_LOG_JSON itself (worker/app.py)
+        from core.logs import configure_logging
+
+        configure_logging(json_lines=True)
+        log_config = None  # uvicorn's loggers propagate to the root's JSON handler
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(
+            create_app(settings), host=args.host, port=args.port, log_level="info", log_config=log_config
+        )
     finally:
         if worker is not None:
             worker.terminate()
