@@ -17,7 +17,9 @@ from core.settings import Settings, get_settings
 from core.storage import ArtifactStore
 from core.sweeper import start_sweeper
 from service.classifiers import ClassifierCache
+from service.metrics import Metrics, MetricsMiddleware, metrics_router
 from service.routes import health, jobs, keys, learners, predict, tasks, versions
+from service.routes.v2 import router as v2_router
 from service.routes.versions import GridCache
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size)
     app.state.sample_grids = GridCache()
     add_error_handlers(app)
+    app.state.metrics = Metrics(app.state)  # per app: tests build several apps in one process
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts every answer
     for module in (health, learners, tasks, jobs, versions, predict, keys):
         app.include_router(module.router)
+    app.include_router(v2_router)
+    app.include_router(metrics_router(settings.metrics_public))
     return app
 
 

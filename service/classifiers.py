@@ -20,16 +20,20 @@ class ClassifierCache:
         self.store, self.size = store, size
         self._items: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
+        self.hits = self.misses = self.evictions = 0  # read by /metrics
 
     def get(self, version: ModelVersion) -> Any:
         with self._lock:
             if version.id in self._items:
+                self.hits += 1
                 self._items.move_to_end(version.id)
                 return self._items[version.id]
+            self.misses += 1
             clf = self._load(version)
             self._items[version.id] = clf
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+                self.evictions += 1
             return clf
 
     def _load(self, version: ModelVersion) -> Any:

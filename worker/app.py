@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
+from core.logs import configure_logging
 from core.queue import TRAIN_JOB, make_celery
 from core.settings import get_settings
 
@@ -20,6 +21,14 @@ def _limit_threads(**_kwargs: object) -> None:
 
 
 _limit_threads()
+
+
+def _json_logs(loglevel: int | None = None, **_kwargs: object) -> None:
+    configure_logging(json_lines=True, level=loglevel or "INFO")
+
+
+if settings.log_json:  # a receiver of setup_logging replaces Celery's own (plain text) log setup
+    setup_logging.connect(_json_logs, weak=False)
 
 
 @app.task(name=TRAIN_JOB, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -6,6 +6,7 @@ job to another worker) makes `should_stop` true, so this worker stops without pu
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 
@@ -15,6 +16,8 @@ from core.db import session_scope
 from core.orm import Job, utcnow
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class JobReporter:
     def __init__(self, settings: Settings, job_id: int, token: str) -> None:
@@ -22,6 +25,7 @@ class JobReporter:
         self.last_write = 0.0
         self.cancel_requested = False
         self.lease_lost = False
+        self.logged_tenth = -1  # progress goes to the log once per tenth of the steps
 
     def progress(self, p) -> None:  # noqa: ANN001 - dgm.Progress; dgm is imported lazily
         final = p.step >= p.total
@@ -37,9 +41,15 @@ class JobReporter:
                 "fraction": round(p.step / max(p.total, 1), 4),
                 "losses": {k: round(float(v), 5) for k, v in p.losses.items()},
                 "elapsed_s": round(p.seconds, 2),
+                "step_s": round(p.seconds / p.step, 6) if p.step else None,  # read by /metrics
                 "eta_s": None if eta is None else round(eta, 1),
             }
         )
+        tenth = p.step * 10 // max(p.total, 1)
+        if tenth > self.logged_tenth:
+            self.logged_tenth = tenth
+            losses = " ".join(f"{k}={float(v):.4g}" for k, v in p.losses.items())
+            log.info("job %s: step %d/%d %s", self.job_id, p.step, p.total, losses)
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_write >= self.settings.progress_interval_s:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from core.datasets import load_arrays
 from core.db import session_scope
+from core.logs import log_context
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
 from core.queue import enqueue_train
 from core.settings import Settings
@@ -52,15 +53,25 @@ class Plan:
 
 
 def run_job(settings: Settings, app: Celery, job_id: int) -> str:
-    claim = claim_job(settings, job_id)
-    if claim == "wait":
-        enqueue_train(app, settings, job_id, countdown=settings.requeue_countdown_s)
-        return "waiting for an earlier task of the learner"
-    if claim is None:
-        return "nothing to do (finished, cancelled or owned by another worker)"
-    outcome = execute(settings, job_id, claim)
-    kick_next(settings, app, job_id)
-    return outcome
+    with log_context(job_id=job_id, learner=learner_name(settings, job_id)):
+        claim = claim_job(settings, job_id)
+        if claim == "wait":
+            log.info("job %s: an earlier task of the learner comes first; re-enqueued", job_id)
+            enqueue_train(app, settings, job_id, countdown=settings.requeue_countdown_s)
+            return "waiting for an earlier task of the learner"
+        if claim is None:
+            log.info("job %s: nothing to do (finished, cancelled or owned by another worker)", job_id)
+            return "nothing to do (finished, cancelled or owned by another worker)"
+        outcome = execute(settings, job_id, claim)
+        log.info("job %s: %s", job_id, outcome)
+        kick_next(settings, app, job_id)
+        return outcome
+
+
+def learner_name(settings: Settings, job_id: int) -> str | None:
+    """For the log context: which learner a job trains (None for an unknown job)."""
+    with session_scope(settings) as s:
+        return s.scalar(select(Learner.name).join(Job, Job.learner_id == Learner.id).where(Job.id == job_id))
 
 
 def claim_job(settings: Settings, job_id: int) -> str | None:
@@ -163,6 +174,8 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
         plan = read_plan(s, job_id)
     store = ArtifactStore(settings.artifacts)
     x, labels = load_arrays(store.path(plan.data_uri))
+    parent = "a new network" if plan.parent is None else f"version id {plan.parent['id']}"
+    log.info("job %s: training on %d images from %s", job_id, len(x), parent)
     if plan.parent is None:
         learner = DGMLearner(LearnerConfig.from_dict(plan.config), seed=0, device=settings.device)
     else:
@@ -171,7 +184,8 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     report = learner.learn_task(x, labels, progress=reporter.progress, should_stop=reporter.should_stop)
     accuracy = evaluate(learner, store, plan.holdouts)
     files = write_version_files(store, learner, plan, job_id)
-    publish(settings, job_id, token, plan, report, accuracy, files, list(learner.classes))
+    number = publish(settings, job_id, token, plan, report, accuracy, files, list(learner.classes))
+    log.info("job %s: published version %d after %.2f s of training", job_id, number, report.seconds)
     if not settings.keep_training_data:
         store.delete(plan.data_uri)
 
@@ -209,8 +223,8 @@ def publish(
     accuracy: dict[int, tuple[float, int]],
     files: dict[str, Any],
     classes: list[str],
-) -> None:
-    """One transaction: version, evaluations, classes, activation, job and task states."""
+) -> int:
+    """One transaction: version, evaluations, classes, activation, job and task states. Returns its number."""
     now = utcnow()
     with session_scope(settings) as s:
         mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
@@ -259,6 +273,7 @@ def publish(
         if not settings.keep_training_data:
             task_values["data_uri"] = None
         s.execute(update(Task).where(Task.id == plan.task_id).values(**task_values))
+    return number
 
 
 def kick_next(settings: Settings, app: Celery, job_id: int) -> None:

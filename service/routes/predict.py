@@ -22,6 +22,7 @@ from core.orm import Learner
 from core.schemas import Prediction, PredictRequest, PredictResponse
 from core.settings import Settings
 from service.deps import PredictKey
+from service.metrics import count_predictions
 from service.uploads import read_body, receive_form
 from service.views import get_learner, get_version
 
@@ -174,6 +175,7 @@ def _predict(
             f"top_k must be in 1..{len(clf.classes)} (the classes of version {version.number})"
         )
     labels, probs = clf.predict(x)
+    count_predictions(request, learner.name, version.number, len(x))
     order = np.argsort(-probs, axis=1)[:, :k]
     predictions = [
         Prediction(

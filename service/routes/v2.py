@@ -1,0 +1,352 @@
+"""Open Inference Protocol v2 (KServe / Triton HTTP REST), so existing clients can call the learners.
+
+A learner is a model (same name) and its version numbers are the model's versions; without a version the
+active one answers. One input `images`: FP32 (pixels in [0, 1]) or UINT8 (0..255), shape [N, C, H, W],
+[N, H, W, C] or, for one channel, [N, H, W], as JSON `data` (flat or nested) or as binary tensor data
+(Triton's extension, the default of `tritonclient`). Outputs: `label` (BYTES [N], class names) and
+`score` (FP32 [N]); an output requested with the `classification` parameter k answers Triton's
+"score:index:label" strings, BYTES [N, k]. Errors are `{"error": "<Kind>: <what to fix>", "detail": ...}`,
+since v2 clients show the `error` field.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+
+from core.errors import AppError, InvalidInput, InvalidParameter
+from core.images import check_pixels, to_nchw
+from core.orm import Learner, ModelVersion
+from service.deps import PredictKey
+from service.metrics import count_predictions
+from service.routes import health
+from service.uploads import read_body
+from service.views import get_learner, get_version
+
+INPUT = "images"
+OUTPUTS = ("label", "score")
+PLATFORM = "pytorch_dgm"
+DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+HEADER_LENGTH = "inference-header-content-length"  # binary tensor data: JSON, then raw tensors
+EXTENSIONS = ["binary_tensor_data", "classification"]
+
+
+class V2Route(APIRoute):
+    """Answers this router's errors (auth included) in the protocol's shape instead of the v1 one."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def v2_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except AppError as exc:
+                headers = getattr(exc, "headers", None)
+                return v2_error(type(exc).__name__, exc.detail, exc.status_code, headers)
+            except RequestValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+                return v2_error("InvalidParameter", f"bad request: {problems}", 422)
+
+        return v2_handler
+
+
+def v2_error(kind: str, detail: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": f"{kind}: {detail}", "detail": detail}, status_code=status, headers=headers)
+
+
+router = APIRouter(prefix="/v2", tags=["v2"], route_class=V2Route)
+
+
+# ----- server: no key, like /healthz and /readyz -------------------------------------------------
+@router.get("")
+def server_metadata(request: Request) -> dict[str, Any]:
+    return {"name": "dgm-serve", "version": request.app.version, "extensions": EXTENSIONS}
+
+
+@router.get("/health/live")
+def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready")
+def ready(request: Request) -> JSONResponse:
+    """Ready when the database, broker and artifact store answer (the checks of /readyz)."""
+    return health.readyz(request)
+
+
+# ----- models: the predict scope ---------------------------------------------------------------
+@router.get("/models/{name}", dependencies=[PredictKey])
+def model_metadata(name: str, request: Request) -> dict[str, Any]:
+    return metadata(request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}", dependencies=[PredictKey])
+def version_metadata(name: str, version: str, request: Request) -> dict[str, Any]:
+    return metadata(request, name, version_number(version))
+
+
+@router.get("/models/{name}/ready", dependencies=[PredictKey])
+def model_ready(name: str, request: Request) -> dict[str, Any]:
+    return readiness(request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}/ready", dependencies=[PredictKey])
+def version_ready(name: str, version: str, request: Request) -> dict[str, Any]:
+    return readiness(request, name, version_number(version))
+
+
+@router.post("/models/{name}/infer", dependencies=[PredictKey])
+async def infer(name: str, request: Request) -> Response:
+    return await run_inference(request, name, None)
+
+
+@router.post("/models/{name}/versions/{version}/infer", dependencies=[PredictKey])
+async def infer_version(name: str, version: str, request: Request) -> Response:
+    return await run_inference(request, name, version_number(version))
+
+
+def version_number(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidParameter(f"model version must be a whole number from 1, got {raw!r}")
+    return int(raw)
+
+
+def metadata(request: Request, name: str, number: int | None) -> dict[str, Any]:
+    with request.app.state.sessions() as s:
+        learner = get_learner(s, name)
+        if number is None:
+            numbers = s.scalars(
+                select(ModelVersion.number)
+                .where(ModelVersion.learner_id == learner.id)
+                .order_by(ModelVersion.number)
+            ).all()
+        else:
+            numbers = [get_version(s, learner, number).number]
+    c, h, w = learner.image_shape
+    return {
+        "name": learner.name,
+        "versions": [str(n) for n in numbers],
+        "platform": PLATFORM,
+        "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, c, h, w]}],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "score", "datatype": "FP32", "shape": [-1]},
+        ],
+    }
+
+
+def readiness(request: Request, name: str, number: int | None) -> dict[str, Any]:
+    """Ready when the version (default: the active one) exists and its classifier loads."""
+    with request.app.state.sessions() as s:
+        version = get_version(s, get_learner(s, name), number)
+    request.app.state.classifiers.get(version)
+    return {"name": name, "version": str(version.number), "ready": True}
+
+
+# ----- inference -------------------------------------------------------------------------------
+@dataclass
+class Wanted:
+    """One requested output: its name, binary or JSON, and k for Triton's classification format."""
+
+    name: str
+    binary: bool
+    classification: int = 0
+
+
+async def run_inference(request: Request, name: str, number: int | None) -> Response:
+    settings = request.app.state.settings
+    raw = await read_body(request, settings.max_upload_bytes)
+    learner = await run_in_threadpool(find_learner, request, name)
+    req, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
+    x = parse_input(req, binary, tuple(learner.image_shape), settings.max_predict_images)
+    wanted = requested_outputs(req)
+    version, classes, probs = await run_in_threadpool(classify, request, learner, number, x)
+    body: dict[str, Any] = {"model_name": learner.name, "model_version": str(version), "outputs": []}
+    if "id" in req:
+        body["id"] = req["id"]
+    tail = [encode_output(w, classes, probs, body["outputs"]) for w in wanted]
+    count_predictions(request, learner.name, version, len(x))
+    header = json.dumps(body).encode()
+    if not any(tail):
+        return Response(header, media_type="application/json")
+    return Response(
+        header + b"".join(tail),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+
+
+def find_learner(request: Request, name: str) -> Learner:
+    with request.app.state.sessions() as s:
+        return get_learner(s, name)
+
+
+def classify(request: Request, learner: Learner, number: int | None, x: np.ndarray) -> tuple:
+    """(version number, class names, N x K softmax scores), through the API's classifier cache."""
+    with request.app.state.sessions() as s:
+        version = get_version(s, learner, number)
+    clf = request.app.state.classifiers.get(version)
+    probs = clf.scores(x)
+    return version.number, list(clf.classes), probs
+
+
+def split_body(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
+    """The JSON request and, with the binary extension, the raw tensor bytes after it."""
+    cut = len(raw)
+    if header_length is not None:
+        if not header_length.strip().isdigit() or int(header_length) > len(raw):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length is {header_length!r} but the body has {len(raw)} bytes; "
+                "send the length in bytes of the JSON part"
+            )
+        cut = int(header_length)
+    try:
+        req = json.loads(raw[:cut])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the inference request is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise InvalidInput("the inference request is nested too deeply to parse; send flat data") from exc
+    if not isinstance(req, dict):
+        raise InvalidInput('the inference request must be a JSON object: {"inputs": [...]}')
+    return req, raw[cut:]
+
+
+def parse_input(
+    req: dict[str, Any], binary: bytes, image_shape: tuple[int, int, int], max_images: int
+) -> np.ndarray:
+    """The one input tensor -> N x C x H x W uint8 or float32 in [0, 1], every field checked."""
+    tensor = one_input(req)
+    dtype, shape = input_type(tensor, image_shape)
+    count = int(np.prod(shape))
+    params = tensor.get("parameters") or {}
+    if "shared_memory_region" in params:
+        raise InvalidInput("shared memory inputs are not supported; send the data in the request body")
+    if "binary_data_size" in params:
+        size = params["binary_data_size"]
+        if size != count * dtype.itemsize or size != len(binary):
+            raise InvalidInput(
+                f"input '{INPUT}': binary_data_size is {size} and {len(binary)} bytes follow the JSON, but "
+                f"{tensor['datatype']} {shape} takes {count * dtype.itemsize} bytes"
+            )
+        x = np.frombuffer(binary, dtype=dtype)
+    else:
+        if binary:
+            raise InvalidInput(f"{len(binary)} bytes follow the JSON but no input declares binary_data_size")
+        x = json_data(tensor, tensor["datatype"], count, shape)
+    if shape[0] > max_images:
+        raise InvalidInput(f"{shape[0]} images in one call; send at most {max_images}")
+    x = check_pixels(x.reshape(shape), what=f"input '{INPUT}'")
+    return to_nchw(x, image_shape, what=f"input '{INPUT}'")
+
+
+def one_input(req: dict[str, Any]) -> dict[str, Any]:
+    inputs = req.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise InvalidInput(f"send exactly one input tensor, named '{INPUT}', in 'inputs'")
+    tensor = inputs[0]
+    if tensor.get("name") != INPUT:
+        raise InvalidInput(f"unknown input {tensor.get('name')!r}; this model has one input, '{INPUT}'")
+    return tensor
+
+
+def input_type(tensor: dict[str, Any], image_shape: tuple[int, int, int]) -> tuple[np.dtype, list[int]]:
+    c, h, w = image_shape
+    datatype = tensor.get("datatype")
+    if datatype not in DTYPES:
+        raise InvalidInput(
+            f"input '{INPUT}' has datatype {datatype!r}; send FP32 (pixels in [0, 1]) or UINT8 (0..255)"
+        )
+    shape = tensor.get("shape")
+    layouts = [[c, h, w], [h, w, c]] + ([[h, w]] if c == 1 else [])
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or shape[1:] not in layouts
+        or shape[0] < 1
+    ):
+        want = " or ".join(str([-1, *lay]).replace("-1", "N") for lay in layouts)
+        raise InvalidInput(f"input '{INPUT}' has shape {shape}; this model takes {want} with N >= 1")
+    return DTYPES[datatype], shape
+
+
+def json_data(tensor: dict[str, Any], datatype: str, count: int, shape: list[int]) -> np.ndarray:
+    """`data` (flat or nested numbers) -> a flat array of `count` values of the declared datatype."""
+    try:
+        values = np.asarray(tensor.get("data"), dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"input '{INPUT}': data must be numbers, flat or nested with rows of equal length ({exc})"
+        ) from exc
+    if values.size != count:
+        raise InvalidInput(f"input '{INPUT}' has {values.size} values but shape {shape} needs {count}")
+    if datatype == "UINT8":
+        if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+            raise InvalidInput(f"input '{INPUT}' is UINT8 but its data holds non-integer values")
+        if values.min() < 0 or values.max() > 255:
+            lo, hi = values.min(), values.max()
+            raise InvalidInput(f"input '{INPUT}' is UINT8 (0..255) but its data lies in [{lo:g}, {hi:g}]")
+        return values.astype(np.uint8)
+    return values.astype(np.float32)
+
+
+def requested_outputs(req: dict[str, Any]) -> list[Wanted]:
+    params = req.get("parameters") or {}
+    default_binary = bool(params.get("binary_data_output", False))
+    outputs = req.get("outputs")
+    if outputs is None:
+        return [Wanted(name, default_binary) for name in OUTPUTS]
+    if not isinstance(outputs, list) or not outputs:
+        raise InvalidInput(f"'outputs' must be a non-empty list of {{\"name\": ...}}; names: {list(OUTPUTS)}")
+    wanted = []
+    for out in outputs:
+        name = out.get("name") if isinstance(out, dict) else None
+        if name not in OUTPUTS:
+            raise InvalidInput(f"unknown output {name!r}; this model's outputs are {list(OUTPUTS)}")
+        p = out.get("parameters") or {}
+        if "shared_memory_region" in p:
+            raise InvalidInput("shared memory outputs are not supported; leave shared_memory_region out")
+        k = p.get("classification", 0)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise InvalidParameter(f"output {name!r}: classification must be a whole number, got {k!r}")
+        wanted.append(Wanted(name, bool(p.get("binary_data", default_binary)), k))
+    return wanted
+
+
+def encode_output(w: Wanted, classes: list[str], probs: np.ndarray, into: list[dict[str, Any]]) -> bytes:
+    """Append the output's JSON to `into`; return its binary data (b"" when it travels as JSON)."""
+    best = probs.argmax(1)
+    if w.classification:
+        if w.classification > len(classes):
+            raise InvalidParameter(
+                f"output {w.name!r}: classification {w.classification} exceeds the {len(classes)} classes"
+            )
+        order = np.argsort(-probs, axis=1)[:, : w.classification]
+        values: list[Any] = [f"{probs[i, j]:f}:{j}:{classes[j]}" for i, row in enumerate(order) for j in row]
+        datatype, shape = "BYTES", [len(probs), w.classification]
+    elif w.name == "label":
+        values, datatype, shape = [classes[j] for j in best], "BYTES", [len(probs)]
+    else:
+        values, datatype, shape = probs[np.arange(len(probs)), best].astype(np.float32), "FP32", [len(probs)]
+    tensor: dict[str, Any] = {"name": w.name, "datatype": datatype, "shape": shape}
+    into.append(tensor)
+    if not w.binary:
+        tensor["data"] = values if datatype == "BYTES" else [float(v) for v in values]
+        return b""
+    raw = (
+        b"".join(struct.pack("<I", len(b)) + b for b in (v.encode() for v in values))
+        if datatype == "BYTES"
+        else np.asarray(values, dtype="<f4").tobytes()
+    )
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    return raw
