@@ -18,7 +18,7 @@ from core.storage import ArtifactStore
 from core.sweeper import start_sweeper
 from service.classifiers import ClassifierCache
 from service.metrics import Metrics, MetricsMiddleware, metrics_router
-from service.routes import health, jobs, keys, learners, predict, tasks, versions
+from service.routes import dashboard, health, jobs, keys, learners, plots, predict, tasks, versions
 from service.routes.v2 import router as v2_router
 from service.routes.versions import GridCache
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_error_handlers(app)
     app.state.metrics = Metrics(app.state)  # per app: tests build several apps in one process
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts every answer
-    for module in (health, learners, tasks, jobs, versions, predict, keys):
+    for module in (health, learners, tasks, jobs, versions, predict, keys, plots, dashboard):
         app.include_router(module.router)
     app.include_router(v2_router)
     app.include_router(metrics_router(settings.metrics_public))

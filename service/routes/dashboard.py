@@ -1,0 +1,241 @@
+"""The dashboard: server-rendered HTML per learner (no JS build; a little inline JS for live progress).
+
+How a browser authenticates, and why this way:
+- `GET /dashboard...` without a valid key shows a login form (status 401) and no data. The form posts the
+  API key to `POST /dashboard/login`, which checks it with the same `core.keys.authenticate` as the API's
+  `require()` (hashed keys, revocation, the bootstrap admin key) and stores it in a cookie that is
+  HttpOnly (page scripts cannot read it), SameSite=Strict (other sites' requests do not carry it),
+  Path=/dashboard (the JSON API never sees it), Secure on https, and expires after 12 hours.
+  Every request re-checks the key, so revoking it signs the browser out at once.
+- The key never appears in a URL (no `?key=` in logs, history or Referer headers).
+- The images, job polling and rollback the page needs are served under `/dashboard/{name}/...`, by the
+  same functions as `/v1/learners/{name}/plots/*.png`, `.../samples.png`, `/v1/jobs/{id}` and
+  `.../activate`, but authenticated by the cookie. The `/v1` API keeps accepting only the
+  `Authorization` header, so a cookie can never be used to drive it from another site (no CSRF there).
+- Rollback (the one state change) needs the admin scope and an `X-CSRF-Token` header equal to an HMAC
+  of the key that the page embeds: a forged cross-site request can neither read the page to learn it
+  nor send a custom header without a CORS preflight, which this app never grants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from core.errors import Forbidden, Unauthorized, UnknownJob
+from core.keys import authenticate
+from core.orm import Learner
+from core.schemas import JobRead, VersionRead
+from service.deps import SessionDep, SettingsDep
+from service.routes.jobs import get_job
+from service.routes.plots import render_chart
+from service.routes.versions import _samples_png, activate_version
+from service.views import get_learner, history, learner_read
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+
+COOKIE = "dgm_dashboard_key"
+COOKIE_AGE_S = 12 * 3600
+CSRF_HEADER = "x-csrf-token"
+
+
+class Viewer:
+    """Who is looking: the key from the cookie and its scopes (scopes empty: not signed in)."""
+
+    def __init__(self, key: str | None, scopes: list[str]) -> None:
+        self.key, self.scopes = key, scopes
+
+    @property
+    def signed_in(self) -> bool:
+        return bool(self.scopes)
+
+    @property
+    def admin(self) -> bool:
+        return "admin" in self.scopes
+
+    def csrf(self) -> str:
+        return csrf_token(self.key or "")
+
+
+def csrf_token(key: str) -> str:
+    return hmac.new(key.encode(), b"dgm-dashboard-csrf", hashlib.sha256).hexdigest()
+
+
+def get_viewer(request: Request, session: SessionDep, settings: SettingsDep) -> Viewer:
+    key = request.cookies.get(COOKIE, "").strip()
+    if not key:
+        return Viewer(None, [])
+    admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+    try:
+        return Viewer(key, authenticate(session, key, admin))
+    except Unauthorized:
+        return Viewer(None, [])
+
+
+ViewerDep = Annotated[Viewer, Depends(get_viewer)]
+
+
+def signed_in(viewer: ViewerDep) -> Viewer:
+    """For the dashboard's images and JSON: a JSON 401 rather than a login page."""
+    if not viewer.signed_in:
+        raise Unauthorized("sign in at /dashboard first: the dashboard cookie is missing, expired or revoked")
+    return viewer
+
+
+SignedIn = Annotated[Viewer, Depends(signed_in)]
+
+
+def login_page(request: Request, next_url: str, error: str | None = None) -> HTMLResponse:
+    ctx = {"next": next_url, "error": error, "signed_in": False, "scopes": []}
+    return templates.TemplateResponse(request, "login.html", ctx, status_code=401)
+
+
+def safe_next(next_url: str) -> str:
+    """Only redirect inside the dashboard (no open redirect to another site)."""
+    ok = next_url.startswith("/dashboard") and "//" not in next_url and "\\" not in next_url
+    return next_url if ok else "/dashboard"
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/dashboard",
+) -> Response:
+    key = key.strip()
+    admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+    try:
+        authenticate(session, key, admin) if key else None
+    except Unauthorized:
+        key = ""
+    if not key:
+        return login_page(request, safe_next(next), "That key is unknown or revoked; paste a valid API key.")
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(
+        COOKIE, key, max_age=COOKIE_AGE_S, path="/dashboard", httponly=True, samesite="strict",
+        secure=request.url.scheme == "https",
+    )  # fmt: skip
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+def learners_page(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
+    if not viewer.signed_in:
+        return login_page(request, "/dashboard")
+    learners = [learner_read(session, lr) for lr in session.scalars(select(Learner).order_by(Learner.id))]
+    ctx = {"learners": learners, "signed_in": True, "scopes": viewer.scopes}
+    return templates.TemplateResponse(request, "learners.html", ctx)
+
+
+@router.get("/{name}", response_class=HTMLResponse)
+def learner_page(name: str, request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
+    if not viewer.signed_in:
+        return login_page(request, f"/dashboard/{quote(name)}")
+    ctx = page_context(history(session, get_learner(session, name)))
+    ctx.update(signed_in=True, scopes=viewer.scopes, is_admin=viewer.admin, csrf=viewer.csrf())
+    ctx["base"] = f"/dashboard/{quote(name)}"
+    return templates.TemplateResponse(request, "learner.html", ctx)
+
+
+def page_context(h: dict[str, Any]) -> dict[str, Any]:
+    """The history, shaped for the template: timeline rows, the accuracy matrix with A_t, live jobs."""
+    from service.plots import a_t
+
+    jobs = {j.id: j for j in h["jobs"]}
+    versions: list[VersionRead] = h["versions"]
+    matrix = h["accuracy_matrix"]
+    accuracy_rows = [r["accuracy"] for r in matrix["rows"]]
+    classes = {t.ordinal: t.classes for t in h["tasks"]}
+    return {
+        "learner": h["learner"],
+        "tasks": [_task_row(t, jobs.get(t.job_id), versions) for t in h["tasks"]],
+        "versions": versions,
+        "matrix_tasks": [{"ordinal": o, "classes": classes.get(o, [])} for o in matrix["tasks"]],
+        "matrix_rows": [
+            {"version": r["version"], "accuracy": r["accuracy"], "a_t": at}
+            for r, at in zip(matrix["rows"], a_t(accuracy_rows), strict=True)
+        ],
+        "has_accuracy": any(a is not None for row in accuracy_rows for a in row),
+        "live_jobs": [_live(j, h["tasks"]) for j in h["jobs"] if j.state in ("queued", "running")],
+    }
+
+
+def _task_row(task: Any, job: JobRead | None, versions: list[VersionRead]) -> dict[str, Any]:
+    took = None
+    if job and job.started_at and job.finished_at:
+        took = f"{(job.finished_at - job.started_at).total_seconds():.1f} s"
+    return {
+        **task.model_dump(),
+        "uploaded": _when(task.created_at),
+        "job": job,
+        "started": _when(job.started_at) if job else "",
+        "took": took or "",
+        "versions": [f"v{v.number}" for v in versions if v.task_id == task.id],
+    }
+
+
+def _live(job: JobRead, tasks: list[Any]) -> dict[str, Any]:
+    p = job.progress or {}
+    ordinal = next((t.ordinal for t in tasks if t.id == job.task_id), "?")
+    percent = round(100 * p["step"] / p["total"], 1) if p.get("total") else 0
+    return {"id": job.id, "task": ordinal, "state": job.state, "percent": percent, "detail": ""}
+
+
+def _when(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+@router.get("/{name}/plots/{kind}.png", response_class=Response)
+def dashboard_plot(name: str, kind: str, session: SessionDep, _viewer: SignedIn) -> Response:
+    return Response(render_chart(session, name, kind), media_type="image/png", headers=_private())
+
+
+@router.get("/{name}/versions/{number}/samples.png", response_class=Response)
+async def dashboard_samples(name: str, number: int, request: Request, _viewer: SignedIn) -> Response:
+    png = await run_in_threadpool(_samples_png, request, name, number)
+    return Response(png, media_type="image/png", headers=_private())
+
+
+@router.get("/{name}/jobs/{job_id}", response_model=JobRead)
+def dashboard_job(name: str, job_id: int, session: SessionDep, _viewer: SignedIn) -> Any:
+    learner = get_learner(session, name)
+    job = get_job(session, job_id)
+    if job.learner_id != learner.id:
+        raise UnknownJob(f"job {job_id} does not belong to learner {name!r}")
+    return job
+
+
+@router.post("/{name}/versions/{number}/activate", response_model=VersionRead)
+def dashboard_activate(
+    name: str, number: int, request: Request, session: SessionDep, viewer: SignedIn
+) -> VersionRead:
+    if not viewer.admin:
+        raise Forbidden("rolling back needs a key with the admin scope; sign in with an admin key")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent, viewer.csrf()):
+        raise Forbidden("missing or wrong X-CSRF-Token header; use the button on the dashboard page")
+    return activate_version(name, number, session)
+
+
+def _private() -> dict[str, str]:
+    return {"Cache-Control": "private, no-store"}
