@@ -6,10 +6,13 @@ Everything here runs before anything is stored, so a bad upload changes nothing.
 from __future__ import annotations
 
 import io
+import math
 import stat
+import unicodedata
 import zipfile
 from collections import Counter
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import numpy as np
 
@@ -18,6 +21,7 @@ from core.images import check_pixels, decode_image, to_nchw
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_LABEL_CHARS = 200
+INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")  # control, format, surrogate, private, unassigned
 
 
 def read_upload(
@@ -34,6 +38,9 @@ def read_upload(
         names = {i.filename for i in infos}
         is_npz = filename.lower().endswith(".npz") or names <= {"x.npy", "y.npy"}
         if is_npz:
+            for info in infos:
+                with archive.open(info) as member:
+                    check_npy_header(member, info.file_size, max_unpacked, f"{filename}: {info.filename}")
             x, y = _read_npz(path, filename)
         else:
             x, y = _read_image_zip(archive, infos, filename, image_shape)
@@ -49,6 +56,38 @@ def _check_bounds(filename: str, infos: list[zipfile.ZipInfo], max_unpacked: int
         raise PayloadTooLarge(
             f"{filename}: unpacks to {total} bytes, more than the limit of {max_unpacked} "
             "(DGM_MAX_UNCOMPRESSED_BYTES); split it into smaller tasks"
+        )
+
+
+def check_npy_header(fp: IO[bytes], size: int, limit: int, what: str) -> None:
+    """Read a .npy header and refuse an array larger than `limit` or than the `size` bytes that hold it.
+
+    numpy allocates the whole array a header announces before it reads the data, so a 100-byte file
+    claiming 10^12 elements must be stopped here, not by np.load.
+    """
+    try:
+        version = np.lib.format.read_magic(fp)
+        read = (
+            np.lib.format.read_array_header_2_0 if version >= (2, 0) else np.lib.format.read_array_header_1_0
+        )
+        shape, _fortran, dtype = read(fp, max_header_size=10_000)
+    except (ValueError, OSError, EOFError) as exc:
+        raise CorruptFile(f"{what}: not a readable .npy array without pickles ({exc})") from exc
+    if dtype.hasobject:
+        raise InvalidInput(
+            f"{what}: holds object arrays, which are refused (no pickle); send uint8/float pixels and int or "
+            "str labels"
+        )
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > limit:
+        raise PayloadTooLarge(
+            f"{what}: its header announces a {list(shape)} {dtype} array of {nbytes} bytes, more than the "
+            f"limit of {limit} bytes; send smaller batches"
+        )
+    if nbytes > size:
+        raise CorruptFile(
+            f"{what}: its header announces {nbytes} bytes of data but it holds fewer ({size} bytes in all); "
+            "the file is truncated or forged"
         )
 
 
@@ -127,7 +166,15 @@ def normalise_labels(y: np.ndarray, n: int, filename: str) -> list[str]:
     bad = sorted({lab for lab in labels if not lab.strip() or len(lab) > MAX_LABEL_CHARS})
     if bad:
         raise InvalidInput(
-            f"{filename}: labels must be non-empty and at most {MAX_LABEL_CHARS} characters: {bad[:3]}"
+            f"{filename}: labels must be non-empty and at most {MAX_LABEL_CHARS} characters: "
+            f"{[b[:40] for b in bad[:3]]}"
+        )
+    hidden = sorted({lab for lab in labels if any(unicodedata.category(ch) in INVISIBLE for ch in lab)})
+    if hidden:
+        raise InvalidInput(
+            f"{filename}: labels may not hold control or formatting characters (such as NUL or a "
+            "right-to-left override), which make one label display as another: "
+            f"{[ascii(b) for b in hidden[:3]]}"
         )
     return labels
 

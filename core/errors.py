@@ -6,9 +6,10 @@ from __future__ import annotations
 class AppError(Exception):
     status_code = 500
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers
 
 
 class InvalidInput(AppError):
@@ -33,6 +34,10 @@ class UnsafeArchive(AppError):
 
 class PayloadTooLarge(AppError):
     status_code = 413
+
+
+class TooManyRequests(AppError):
+    status_code = 429
 
 
 class NotFound(AppError):
@@ -75,6 +80,12 @@ class NotReady(AppError):
 
 class ArtifactCorrupt(AppError):
     status_code = 503
+
+
+class ArtifactWriteFailed(AppError):
+    """The artifact store cannot take a file: disk full, read-only or not a folder."""
+
+    status_code = 507
 
 
 class Unauthorized(AppError):

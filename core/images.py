@@ -22,7 +22,11 @@ def decode_image(data: bytes, image_shape: tuple[int, int, int], name: str, resi
             raise InvalidInput(f"{name}: image of {img.size[0]}x{img.size[1]} pixels is too large")
         img.load()
         img = img.convert("L" if c == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's own guard, before ours when the size is absurd
+        raise InvalidInput(
+            f"{name}: image is too large to decode ({exc}); send it at the learner's size"
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CorruptFile(f"{name}: not a readable PNG or JPEG image ({exc}); re-export the file") from exc
     if img.size != (w, h):
         if not resize:

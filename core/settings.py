@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(200 * 2**20, ge=1024)
     max_uncompressed_bytes: int = Field(1024 * 2**20, ge=1024)  # bound on a zip/npz's unpacked size
     max_zip_entries: int = Field(200_000, ge=1)
+    max_json_bytes: int = Field(1 * 2**20, ge=1024)  # body limit of every route but uploads and predict
+    predict_rate_per_s: float = Field(0.0, ge=0)  # per API key; 0: no rate limit
+    predict_burst: int = Field(20, ge=1)
     max_predict_images: int = Field(1024, ge=1)
     min_samples_per_class: int = Field(4, ge=1)  # the learner's own minimum applies too
     max_holdout: float = Field(0.5, gt=0, lt=1)

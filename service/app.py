@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.db import session_factory
 from core.errors import AppError
@@ -17,6 +19,7 @@ from core.settings import Settings, get_settings
 from core.storage import ArtifactStore
 from core.sweeper import start_sweeper
 from service.classifiers import ClassifierCache
+from service.limits import BodyLimit, RateLimiter
 from service.metrics import Metrics, MetricsMiddleware, metrics_router
 from service.routes import dashboard, health, jobs, keys, learners, plots, predict, tasks, versions
 from service.routes.v2 import router as v2_router
@@ -52,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size)
     app.state.sample_grids = GridCache()
+    app.state.rate_limiter = RateLimiter(settings.predict_rate_per_s, settings.predict_burst)
+    app.add_middleware(BodyLimit, settings=settings)
     add_error_handlers(app)
     app.state.metrics = Metrics(app.state)  # per app: tests build several apps in one process
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts every answer
@@ -62,14 +67,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def error_body(name: str, detail: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": name, "detail": detail}, status_code=status)
+def error_body(name: str, detail: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": name, "detail": detail}, status_code=status, headers=headers)
 
 
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_request: Request, exc: AppError) -> JSONResponse:
-        return error_body(type(exc).__name__, exc.detail, exc.status_code)
+        return error_body(type(exc).__name__, exc.detail, exc.status_code, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (unknown route, wrong method, unparsable body) in the same shape as ours
+        if isinstance(exc.__cause__, AppError):  # e.g. the body limit, hit while FastAPI read the body
+            return await app_error(_request, exc.__cause__)
+        detail = str(exc.detail)
+        if isinstance(exc.__cause__, RecursionError):
+            detail = "the request body is nested too deeply to parse; flatten it"
+        name = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
+        return error_body(name, detail, exc.status_code, getattr(exc, "headers", None))
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        # json.loads recurses per nesting level: a body like [[[[...]]]] ends here, not in a 500
+        return error_body("InvalidInput", "the request body is nested too deeply to parse; flatten it", 400)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

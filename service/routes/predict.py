@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
+from core.datasets import check_npy_header
 from core.errors import CorruptFile, InvalidInput, InvalidParameter
 from core.images import check_pixels, decode_image, resize_batch, to_nchw
 from core.orm import Learner
@@ -78,7 +79,7 @@ async def predict(name: str, request: Request) -> Response:
             shutil.rmtree(folder, ignore_errors=True)
         top_k, version = _int(form.fields, request, "top_k", 1), _int(form.fields, request, "version", None)
     elif ctype in ("application/x-npy", "application/octet-stream"):
-        x = _npy_batch(await read_body(request, limit), shape)
+        x = _npy_batch(await read_body(request, limit), shape, limit)
         top_k, version = _int({}, request, "top_k", 1), _int({}, request, "version", None)
     else:
         body = _json_body(await read_body(request, limit))
@@ -111,6 +112,8 @@ def _int(fields: dict[str, str], request: Request, key: str, default: int | None
 def _json_body(raw: bytes) -> PredictRequest:
     try:
         return PredictRequest.model_validate(json.loads(raw))
+    except RecursionError as exc:
+        raise InvalidInput('the JSON body is nested too deeply to parse; send {"images": [...]}') from exc
     except json.JSONDecodeError as exc:
         raise InvalidInput(f'the body is not valid JSON ({exc}); send {{"images": [...]}}') from exc
     except ValidationError as exc:
@@ -151,7 +154,8 @@ def _image(item: Any, shape: tuple[int, int, int], i: int) -> np.ndarray:
     return out.astype(np.float32) / 255 if out.dtype == np.uint8 else out
 
 
-def _npy_batch(raw: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+def _npy_batch(raw: bytes, shape: tuple[int, int, int], limit: int) -> np.ndarray:
+    check_npy_header(io.BytesIO(raw), len(raw), limit, "the .npy body")
     try:
         x = np.load(io.BytesIO(raw), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

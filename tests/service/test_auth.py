@@ -94,3 +94,90 @@ def test_auth_revoked_key_is_401_and_keys_are_stored_hashed(client: TestClient, 
     assert client.delete("/v1/keys/99999", headers=auth()).status_code == 404
     r = client.post("/v1/keys", json={"name": "x", "scopes": ["root"]}, headers=auth())
     assert r.status_code == 422
+
+
+OPEN = {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+OPEN |= {"/v2"}  # v2 server metadata (name, version, extensions): what a client probes before health
+OPEN_PREFIXES = ("/v2/health/", "/dashboard")  # the dashboard shows a login form; its data needs a key
+
+
+def route_scope(dependant) -> tuple[bool, str | None]:
+    """(guarded, scope) from a route's dependency tree: guarded when a `require(scope)` check is in it."""
+    for dep in dependant.dependencies:
+        if hasattr(dep.call, "scope"):
+            return True, dep.call.scope
+        guarded, scope = route_scope(dep)
+        if guarded:
+            return guarded, scope
+    return False, None
+
+
+def concrete(path: str) -> str:
+    import re
+
+    return re.sub(
+        r"\{(\w+)(:\w+)?\}",
+        lambda m: "1" if m.group(1) in ("number", "job_id", "key_id", "v", "version") else "x",
+        path,
+    )
+
+
+def api_routes(routes):
+    """The app's APIRoutes; FastAPI 0.165 keeps included routers as wrappers around the originals."""
+    from fastapi.routing import APIRoute
+
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from api_routes(route.original_router.routes)
+
+
+def test_auth_every_route_is_guarded_401_and_403(client: TestClient):
+    """Every route but health, docs and metrics: 401 without a key, 403 with a key lacking its scope."""
+    keys = {scope: new_key(client, scope)[1] for scope in ("predict", "train")}
+    checked = 0
+    paths = set(client.get("/openapi.json").json()["paths"])
+    for route in api_routes(client.app.routes):
+        assert route.path in paths or not route.include_in_schema
+        if route.path in OPEN or route.path.startswith(OPEN_PREFIXES):
+            continue
+        guarded, scope = route_scope(route.dependant)
+        assert guarded, f"{route.path} answers without an API key"
+        for method in route.methods:
+            path = concrete(route.path)
+            for headers in ({}, {"Authorization": "Bearer nope"}):
+                r = client.request(method, path, headers=headers)
+                assert r.status_code == 401, (method, path, r.status_code, r.text[:200])
+            if scope in ("predict", "train", "admin"):
+                other = keys["train" if scope == "predict" else "predict"]
+                r = client.request(method, path, headers=auth(other))
+                assert r.status_code == 403 and f"'{scope}' scope" in r.json()["detail"], (
+                    method,
+                    path,
+                    r.text,
+                )
+            checked += 1
+    assert checked >= 15
+
+
+def test_auth_predict_rate_limit_per_key(client: TestClient, pg_settings: Settings, trained: str):
+    """With DGM_PREDICT_RATE_PER_S set, a key past its burst gets 429 and Retry-After; others do not."""
+    from service.app import create_app
+
+    limited = pg_settings.model_copy(update={"predict_rate_per_s": 0.5, "predict_burst": 3})
+    x, _ = digits([0])
+    body = {"images": [x[0].tolist()]}
+    _, first = new_key(client, "predict")
+    _, second = new_key(client, "predict")
+    with TestClient(create_app(limited)) as c:
+        codes = [
+            c.post(f"/v1/learners/{trained}/predict", json=body, headers=auth(first)).status_code
+            for _ in range(5)
+        ]
+        assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429], codes
+        r = c.post(f"/v1/learners/{trained}/predict", json=body, headers=auth(first))
+        assert r.json()["error"] == "TooManyRequests" and int(r.headers["retry-after"]) >= 1
+        assert "retry in" in r.json()["detail"]
+        assert c.post(f"/v1/learners/{trained}/predict", json=body, headers=auth(second)).status_code == 200
+        assert c.get("/v1/learners", headers=auth(first)).status_code == 200  # only predict is limited
