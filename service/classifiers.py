@@ -6,6 +6,7 @@ that version; nothing has to be invalidated.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -14,6 +15,8 @@ from core.errors import ArtifactCorrupt
 from core.orm import ModelVersion
 from core.storage import ArtifactStore
 
+log = logging.getLogger(__name__)
+
 
 class ClassifierCache:
     def __init__(self, store: ArtifactStore, size: int) -> None:
@@ -21,6 +24,7 @@ class ClassifierCache:
         self._items: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = self.evictions = 0  # read by /metrics
+        self.load_failures = 0  # damaged or missing classifier files met
 
     def get(self, version: ModelVersion) -> Any:
         with self._lock:
@@ -42,17 +46,28 @@ class ClassifierCache:
 
         path = self.store.path(version.classifier_uri)
         if not path.is_file():
-            raise ArtifactCorrupt(
+            raise self._refuse(
+                version,
                 f"the classifier file of version {version.number} is missing ({version.classifier_uri}); "
-                "restore the artifact store or activate another version"
+                "restore the artifact store or activate another version",
             )
         try:
             return Classifier.load(path, device="cpu", sha256=version.classifier_sha256)
         except CheckpointError as exc:
-            raise ArtifactCorrupt(
+            raise self._refuse(
+                version,
                 f"version {version.number} cannot be served: {exc}; restore the file or activate another "
-                "version"
+                "version",
             ) from exc
+
+    def _refuse(self, version: ModelVersion, detail: str) -> ArtifactCorrupt:
+        """Report a damaged or missing artifact (operators must act on it) and build the API error.
+
+        Nothing is cached, so each request checks again and a restored file serves at once.
+        """
+        self.load_failures += 1
+        log.error("learner id %s: %s", version.learner_id, detail)
+        return ArtifactCorrupt(detail)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
 from core.db import session_scope
 from core.orm import Job, utcnow
@@ -57,8 +58,22 @@ class JobReporter:
         return self.cancel_requested or self.lease_lost
 
     def write(self, progress: dict | None) -> None:
-        """Renew the lease (and store progress); read the cancel flag."""
+        """Renew the lease (and store progress); read the cancel flag.
+
+        A connection the database dropped (restart, failover, pg_terminate_backend) is retried once on a
+        fresh one: SQLAlchemy has invalidated the pool by then. A second failure propagates and fails the
+        job cleanly (it stays retryable).
+        """
         self.last_write = time.monotonic()
+        try:
+            self._write(progress)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("job %s: database connection lost during a progress write; retrying", self.job_id)
+            self._write(progress)
+
+    def _write(self, progress: dict | None) -> None:
         values: dict = {"lease_until": utcnow() + timedelta(seconds=self.settings.lease_s)}
         if progress is not None:
             values["progress"] = progress

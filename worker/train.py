@@ -12,6 +12,7 @@ Order of a job (the DB is the truth, the broker message only names the job):
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import traceback
 import uuid
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.datasets import load_arrays
 from core.db import session_scope
+from core.errors import ArtifactCorrupt, ArtifactWriteFailed
 from core.logs import log_context
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
 from core.queue import enqueue_train
@@ -60,8 +62,7 @@ def run_job(settings: Settings, app: Celery, job_id: int) -> str:
             enqueue_train(app, settings, job_id, countdown=settings.requeue_countdown_s)
             return "waiting for an earlier task of the learner"
         if claim is None:
-            log.info("job %s: nothing to do (finished, cancelled or owned by another worker)", job_id)
-            return "nothing to do (finished, cancelled or owned by another worker)"
+            return leased_or_done(settings, app, job_id)
         outcome = execute(settings, job_id, claim)
         log.info("job %s: %s", job_id, outcome)
         kick_next(settings, app, job_id)
@@ -100,7 +101,7 @@ def claim_job(settings: Settings, job_id: int) -> str | None:
                 lease_token=token,
                 lease_until=now + timedelta(seconds=settings.lease_s),
                 attempts=Job.attempts + 1,
-                worker=f"{socket.gethostname()}:{uuid.uuid4().hex[:6]}",
+                worker=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",  # host:pid:attempt
                 started_at=now,
                 error=None,
             )
@@ -109,6 +110,32 @@ def claim_job(settings: Settings, job_id: int) -> str | None:
             return None
         s.execute(update(Task).where(Task.id == job.task_id).values(state="training"))
         return token
+
+
+def leased_or_done(settings: Settings, app: Celery, job_id: int) -> str:
+    """The claim failed: the job is finished, or another worker holds its lease (or did, until it died).
+
+    A prefork pool child killed mid-job has its message requeued by Celery at once
+    (reject_on_worker_lost) while its lease still runs; so look again when the lease can have run out
+    instead of dropping the message and leaving the job to the sweeper. A live worker keeps renewing
+    its lease, so a duplicate delivery comes back every `lease_s` until the job ends, then stops.
+    """
+    left = lease_left(settings, job_id)
+    if left is None:
+        log.info("job %s: nothing to do (finished or cancelled)", job_id)
+        return "nothing to do (finished or cancelled)"
+    enqueue_train(app, settings, job_id, countdown=left + 1)
+    log.info("job %s: leased by another worker for %.1f s more; looking again then", job_id, left)
+    return f"leased by another worker for {left:.1f} s more; looking again then"
+
+
+def lease_left(settings: Settings, job_id: int) -> float | None:
+    """Seconds until a running job's lease runs out; None when the job is not running."""
+    with session_scope(settings) as s:
+        row = s.execute(select(Job.state, Job.lease_until).where(Job.id == job_id)).first()
+    if row is None or row.state != "running" or row.lease_until is None:
+        return None
+    return max((row.lease_until - utcnow()).total_seconds(), 0.0)
 
 
 def execute(settings: Settings, job_id: int, token: str) -> str:
@@ -161,7 +188,12 @@ def read_plan(s: Session, job_id: int) -> Plan:
         data_uri=task.data_uri,
         parent=None
         if parent is None
-        else {"id": parent.id, "uri": parent.checkpoint_uri, "sha256": parent.checkpoint_sha256},
+        else {
+            "id": parent.id,
+            "number": parent.number,
+            "uri": parent.checkpoint_uri,
+            "sha256": parent.checkpoint_sha256,
+        },
         holdouts=[(tid, uri) for tid, uri in holdouts],
     )
 
@@ -179,7 +211,7 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     if plan.parent is None:
         learner = DGMLearner(LearnerConfig.from_dict(plan.config), seed=0, device=settings.device)
     else:
-        store.verify(plan.parent["uri"], plan.parent["sha256"])
+        verify_parent(store, plan.parent)
         learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
     report = learner.learn_task(x, labels, progress=reporter.progress, should_stop=reporter.should_stop)
     accuracy = evaluate(learner, store, plan.holdouts)
@@ -188,6 +220,16 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     log.info("job %s: published version %d after %.2f s of training", job_id, number, report.seconds)
     if not settings.keep_training_data:
         store.delete(plan.data_uri)
+
+
+def verify_parent(store: ArtifactStore, parent: dict[str, Any]) -> None:
+    try:
+        store.verify(parent["uri"], parent["sha256"])
+    except ArtifactCorrupt as exc:
+        raise ArtifactCorrupt(
+            f"cannot train from version {parent['number']}: {exc.detail}. Restore the file, or activate "
+            "another version, then retry this job"
+        ) from exc
 
 
 def evaluate(
@@ -203,14 +245,29 @@ def evaluate(
 
 
 def write_version_files(store: ArtifactStore, learner: Any, plan: Plan, job_id: int) -> dict[str, Any]:
-    """Write both files atomically, then re-read them to check the digests before anything is published."""
+    """Write both files atomically, then re-read them to check the digests before anything is published.
+
+    On any failure (disk full, read-only or damaged store) the version's folder is removed again, so a
+    failed job leaves no files behind, and the error says which file could not be written and why.
+    """
     folder = f"learners/{plan.learner_id}/versions/job{job_id}-{uuid.uuid4().hex[:8]}"
     files: dict[str, Any] = {}
-    for kind, save in (("checkpoint", learner.save), ("classifier", learner.save_classifier)):
-        uri = f"{folder}/{kind}.safetensors"
-        size, digest = store.write_with(uri, save)
-        store.verify(uri, digest)
-        files[kind] = (uri, size, digest)
+    try:
+        for kind, save in (("checkpoint", learner.save), ("classifier", learner.save_classifier)):
+            uri = f"{folder}/{kind}.safetensors"
+            try:
+                size, digest = store.write_with(uri, save)
+            except OSError as exc:
+                raise ArtifactWriteFailed(
+                    f"could not write the new version's {kind} to the artifact store ({store.path(uri)}): "
+                    f"{exc.strerror or exc}. Free space on, or make writable, DGM_ARTIFACT_DIR "
+                    f"({store.root}), then retry this job"
+                ) from exc
+            store.verify(uri, digest)
+            files[kind] = (uri, size, digest)
+    except BaseException:
+        store.delete_tree(folder)
+        raise
     return files
 
 
