@@ -1,7 +1,13 @@
 """`dgm` command line. Imports are lazy so `dgm --help` answers at once.
 
 Server side: `dgm serve` (embedded: API + one worker + SQLite + filesystem broker), `dgm worker`,
-`dgm migrate`. Client side (--url/--key or DGM_URL/DGM_KEY): learners, upload, predict, history, keys.
+`dgm migrate`. Client side (--url/--key or DGM_URL/DGM_KEY): learners, upload, tasks, jobs, versions,
+predict, history, samples, plots, keys; `--json` prints the server's JSON for scripts.
+
+Exit codes: 0 ok; 1 the server failed (5xx) or the job failed or was cancelled; 2 usage error (bad
+arguments, missing local file); 3 the API refused the request (any 4xx: unknown learner, job or version,
+bad input, conflict, missing or weak key); 4 the server could not be reached. Errors print the server's
+`detail` to stderr.
 """
 
 from __future__ import annotations
@@ -18,12 +24,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+EXIT_OK = 0
+EXIT_FAILED = 1  # the server failed (5xx), or the job failed or was cancelled
+EXIT_USAGE = 2  # bad arguments or local files (argparse uses 2 as well)
+EXIT_REFUSED = 3  # the API answered 4xx: unknown learner/job/version, bad input, conflict, bad key
+EXIT_UNREACHABLE = 4  # no answer: connection refused, DNS, timeout
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not hasattr(args, "run"):
         build_parser().print_help()
-        return 2
-    return args.run(args) or 0
+        return EXIT_USAGE
+    try:
+        return args.run(args) or EXIT_OK
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--revision", default="head")
     s.set_defaults(run=cmd_migrate)
 
-    learners = sub.add_parser("learners", help="create or list learners").add_subparsers(
+    add_learner_commands(sub)
+    add_task_commands(sub)
+    add_job_commands(sub)
+    add_version_commands(sub)
+    add_predict_commands(sub)
+    add_key_commands(sub)
+
+    s = sub.add_parser("bench", help="benchmarks: accuracy | predict")
+    s.add_argument("which", choices=["accuracy", "predict"])
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(run=cmd_bench)
+    return p
+
+
+def _client(p: argparse.ArgumentParser, run: Any, json_out: bool = True) -> None:
+    p.add_argument("--url", default=os.environ.get("DGM_URL", "http://127.0.0.1:8000"))
+    p.add_argument("--key", default=os.environ.get("DGM_KEY") or os.environ.get("DGM_ADMIN_KEY"))
+    if json_out:
+        p.add_argument("--json", action="store_true", help="print the server's JSON (for scripts)")
+    p.set_defaults(run=run)
+
+
+def add_learner_commands(sub: Any) -> None:
+    learners = sub.add_parser("learners", help="create, list or show learners").add_subparsers(
         title="learner commands"
     )
     s = learners.add_parser("create", help="create a learner")
@@ -56,48 +96,91 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="hyper-parameter override")
     _client(s, run=cmd_learners_create)
     _client(learners.add_parser("list", help="list learners"), run=cmd_learners_list)
+    s = learners.add_parser("show", help="one learner: classes, active version, status, configuration")
+    s.add_argument("name")
+    _client(s, run=cmd_learners_show)
 
+
+def add_task_commands(sub: Any) -> None:
     s = sub.add_parser("upload", help="upload a task (.npz or .zip of class folders)")
     s.add_argument("learner")
     s.add_argument("file", type=Path)
-    s.add_argument("--holdout", type=float, default=0.0)
-    s.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
+    s.add_argument("--holdout", type=float, default=0.0, help="fraction kept for the accuracy matrix")
+    s.add_argument("--wait", action="store_true", help="follow the job with a progress bar to its end")
     _client(s, run=cmd_upload)
 
-    s = sub.add_parser("predict", help="classify image files (PNG/JPEG)")
+    s = sub.add_parser("tasks", help="the task list of a learner, oldest first")
+    s.add_argument("learner")
+    _client(s, run=cmd_tasks)
+
+    s = sub.add_parser("history", help="tasks, versions and the accuracy matrix of a learner")
+    s.add_argument("learner")
+    _client(s, run=cmd_history)
+
+
+def add_job_commands(sub: Any) -> None:
+    jobs = sub.add_parser("jobs", help="show, wait for, cancel or retry a training job").add_subparsers(
+        title="job commands"
+    )
+    for name, run, text in (
+        ("show", cmd_jobs_show, "state and progress of a job"),
+        ("wait", cmd_jobs_wait, "follow a job with a progress bar; exit 1 unless it succeeds"),
+        ("cancel", cmd_jobs_cancel, "cancel a queued or running job"),
+        ("retry", cmd_jobs_retry, "retry a failed or cancelled job"),
+    ):
+        s = jobs.add_parser(name, help=text)
+        s.add_argument("id", type=int)
+        if name == "retry":
+            s.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
+        _client(s, run=run)
+
+
+def add_version_commands(sub: Any) -> None:
+    versions = sub.add_parser("versions", help="list model versions or activate one").add_subparsers(
+        title="version commands"
+    )
+    s = versions.add_parser("list", help="versions with parameters, growth, checkpoint and accuracy")
+    s.add_argument("learner")
+    _client(s, run=cmd_versions_list)
+    s = versions.add_parser("activate", help="serve version N from now on (roll back or forward)")
+    s.add_argument("learner")
+    s.add_argument("number", type=int)
+    _client(s, run=cmd_versions_activate)
+
+    s = sub.add_parser("samples", help="save the generator's sample grid of a version as PNG")
+    s.add_argument("learner")
+    s.add_argument("--version", type=int, help="default: the active version")
+    s.add_argument("-o", "--output", type=Path, help="default: <learner>-v<N>-samples.png")
+    _client(s, run=cmd_samples, json_out=False)
+
+    s = sub.add_parser("plots", help="save a chart of the history as PNG")
+    s.add_argument("learner")
+    s.add_argument("kind", choices=["accuracy", "capacity", "at"])
+    s.add_argument("-o", "--output", type=Path, help="default: <learner>-<kind>.png")
+    _client(s, run=cmd_plots, json_out=False)
+
+
+def add_predict_commands(sub: Any) -> None:
+    s = sub.add_parser("predict", help="classify image files (PNG/JPEG), or one .npy uint8 batch")
     s.add_argument("learner")
     s.add_argument("images", nargs="+", type=Path)
     s.add_argument("--top-k", type=int, default=1)
     s.add_argument("--version", type=int)
     _client(s, run=cmd_predict)
 
-    s = sub.add_parser("history", help="tasks, versions and the accuracy matrix of a learner")
-    s.add_argument("learner")
-    s.add_argument("--json", action="store_true")
-    _client(s, run=cmd_history)
 
-    keys = sub.add_parser("keys", help="create or revoke API keys").add_subparsers(title="key commands")
+def add_key_commands(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="create, list or revoke API keys").add_subparsers(title="key commands")
     s = keys.add_parser("create", help="create a key (printed once)")
     s.add_argument("name")
     s.add_argument("--scopes", default="predict", help="comma-separated: predict,train,admin")
     s.add_argument("--local", action="store_true", help="write to the configured database directly")
     _client(s, run=cmd_keys_create)
+    _client(keys.add_parser("list", help="list keys (id, name, prefix, scopes, revoked)"), run=cmd_keys_list)
     s = keys.add_parser("revoke", help="revoke a key by id")
     s.add_argument("id", type=int)
     s.add_argument("--local", action="store_true", help="write to the configured database directly")
     _client(s, run=cmd_keys_revoke)
-
-    s = sub.add_parser("bench", help="benchmarks: accuracy | predict")
-    s.add_argument("which", choices=["accuracy", "predict"])
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(run=cmd_bench)
-    return p
-
-
-def _client(p: argparse.ArgumentParser, run: Any) -> None:
-    p.add_argument("--url", default=os.environ.get("DGM_URL", "http://127.0.0.1:8000"))
-    p.add_argument("--key", default=os.environ.get("DGM_KEY") or os.environ.get("DGM_ADMIN_KEY"))
-    p.set_defaults(run=run)
 
 
 # ----- server side ---------------------------------------------------------------------------
@@ -184,25 +267,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # ----- client side ---------------------------------------------------------------------------
-class ClientError(SystemExit):
-    pass
+class ClientError(Exception):
+    """A failed client command: `main` prints the message to stderr and exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def request(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any:
+def request(args: argparse.Namespace, method: str, path: str, raw: bool = False, **kw: Any) -> Any:
+    """One API call: the parsed JSON (or the body's bytes when `raw`); ClientError with the exit code
+    of the documented scheme and the server's detail otherwise."""
     import httpx
 
     headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
+    headers |= kw.pop("headers", {})
     try:
         r = httpx.request(method, args.url.rstrip("/") + path, headers=headers, timeout=120, **kw)
     except httpx.HTTPError as exc:
-        raise ClientError(f"cannot reach {args.url}: {exc}") from exc
+        raise ClientError(f"cannot reach {args.url}: {exc}", EXIT_UNREACHABLE) from exc
     if r.status_code >= 400:
+        code = EXIT_REFUSED if r.status_code < 500 else EXIT_FAILED
         try:
             body = r.json()
-            raise ClientError(f"{r.status_code} {body.get('error')}: {body.get('detail')}")
         except ValueError:
-            raise ClientError(f"{r.status_code}: {r.text[:500]}") from None
-    return r.json()
+            raise ClientError(f"{r.status_code}: {r.text[:500]}", code) from None
+        raise ClientError(f"{r.status_code} {body.get('error')}: {body.get('detail')}", code)
+    return r.content if raw else r.json()
+
+
+def _dump(out: Any) -> int:
+    print(json.dumps(out, indent=2))
+    return EXIT_OK
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise ClientError(f"no such file: {path}", EXIT_USAGE)
+    return path
 
 
 def _parse_value(raw: str) -> Any:
@@ -212,11 +314,27 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
+def _shape(raw: str) -> list[int]:
+    try:
+        shape = [int(v) for v in raw.split(",")]
+    except ValueError:
+        shape = []
+    if len(shape) != 3:
+        raise ClientError(f"--shape takes channels,height,width such as 1,28,28; got {raw!r}", EXIT_USAGE)
+    return shape
+
+
 def cmd_learners_create(args: argparse.Namespace) -> int:
-    shape = [int(v) for v in args.shape.split(",")]
+    bad = [kv for kv in args.set if "=" not in kv]
+    if bad:
+        raise ClientError(f"--set takes KEY=VALUE; got {bad}", EXIT_USAGE)
     overrides = {k: _parse_value(v) for k, _, v in (kv.partition("=") for kv in args.set)}
-    body = {"name": args.name, "image_shape": shape, "variant": args.variant, "preset": args.preset}
-    out = request(args, "POST", "/v1/learners", json={**body, "hyperparameters": overrides})
+    body = {"name": args.name, "image_shape": _shape(args.shape), "variant": args.variant}
+    out = request(
+        args, "POST", "/v1/learners", json={**body, "preset": args.preset, "hyperparameters": overrides}
+    )
+    if args.json:
+        return _dump(out)
     print(
         f"created learner {out['name']} ({out['variant']}, preset {out['preset']}, "
         f"shape {out['image_shape']})"
@@ -226,6 +344,8 @@ def cmd_learners_create(args: argparse.Namespace) -> int:
 
 def cmd_learners_list(args: argparse.Namespace) -> int:
     rows = request(args, "GET", "/v1/learners")
+    if args.json:
+        return _dump(rows)
     print(f"{'name':20} {'variant':7} {'shape':12} {'version':>7} {'classes':>7}  status")
     for r in rows:
         shape = "x".join(map(str, r["image_shape"]))
@@ -236,28 +356,55 @@ def cmd_learners_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learners_show(args: argparse.Namespace) -> int:
+    r = request(args, "GET", f"/v1/learners/{args.name}")
+    if args.json:
+        return _dump(r)
+    shape = "x".join(map(str, r["image_shape"]))
+    print(f"learner {r['name']}: {r['variant']}, preset {r['preset']}, images {shape}, status {r['status']}")
+    print(f"active version: {r['active_version'] or 'none'}")
+    print(f"classes ({len(r['classes'])}): {', '.join(r['classes']) or '-'}")
+    print(
+        "config: " + ", ".join(f"{k}={v}" for k, v in sorted(r["config"].items()) if not isinstance(v, dict))
+    )
+    return 0
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
-    with open(args.file, "rb") as f:
+    with open(_existing(args.file), "rb") as f:
         out = request(
             args, "POST", f"/v1/learners/{args.learner}/tasks",
             files={"file": (args.file.name, f)}, data={"holdout": str(args.holdout)},
         )  # fmt: skip
     task, job = out["task"], out["job"]
-    print(
-        f"task #{task['ordinal']} accepted: classes {task['classes']}, {task['n_train']} training images; "
-        f"job {job['id']}"
-    )
-    if args.wait:
-        job = follow_job(args, job["id"])
-        print(f"job {job['id']} {job['state']}" + (f": {job['error']}" if job.get("error") else ""))
-        return 0 if job["state"] == "succeeded" else 1
-    return 0
+    if not args.json:
+        print(
+            f"task #{task['ordinal']} accepted: classes {task['classes']}, {task['n_train']} training "
+            f"images; job {job['id']}"
+        )
+    if not args.wait:
+        return _dump(out) if args.json else EXIT_OK
+    return _finished(args, follow_job(args, job["id"]))
+
+
+def _finished(args: argparse.Namespace, job: dict) -> int:
+    """Report a finished job; exit 0 only when it succeeded."""
+    line = f"job {job['id']} {job['state']}" + (f": {job['error']}" if job.get("error") else "")
+    if args.json:
+        _dump(job)
+    else:
+        print(line)
+    if job["state"] != "succeeded":
+        print(f"error: {line}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def follow_job(args: argparse.Namespace, job_id: int, poll: float = 1.0) -> dict:
+    """Poll the job until it ends, with a progress bar on stderr."""
     from tqdm import tqdm
 
-    with tqdm(total=1, unit="step", desc=f"job {job_id}") as bar:
+    with tqdm(total=1, unit="step", desc=f"job {job_id}", file=sys.stderr) as bar:
         while True:
             job = request(args, "GET", f"/v1/jobs/{job_id}")
             p = job.get("progress") or {}
@@ -272,13 +419,129 @@ def follow_job(args: argparse.Namespace, job_id: int, poll: float = 1.0) -> dict
             time.sleep(poll)
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    rows = request(args, "GET", f"/v1/learners/{args.learner}/tasks")
+    if args.json:
+        return _dump(rows)
+    print(f"{'task':>4} {'state':10} {'job':>5} {'classes':30} {'train':>6} {'holdout':>7}  uploaded")
+    for t in rows:
+        print(
+            f"{t['ordinal']:>4} {t['state']:10} {t['job_id'] or '-':>5} {','.join(t['classes'])[:30]:30} "
+            f"{t['n_train']:>6} {t['n_holdout']:>7}  {t['created_at'][:19]}"
+        )
+    return 0
+
+
+def _job_line(job: dict) -> str:
+    p = job.get("progress") or {}
+    line = f"job {job['id']} (task {job['task_id']}): {job['state']}, attempt {job['attempts']}"
+    if p.get("total"):
+        line += f", step {p['step']}/{p['total']}"
+        if p.get("eta_s") is not None:
+            line += f", ETA {p['eta_s']:.0f} s"
+    return line + (f"\nerror: {job['error']}" if job.get("error") else "")
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    job = request(args, "GET", f"/v1/jobs/{args.id}")
+    if args.json:
+        return _dump(job)
+    print(_job_line(job))
+    return 0
+
+
+def cmd_jobs_wait(args: argparse.Namespace) -> int:
+    return _finished(args, follow_job(args, args.id))
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    job = request(args, "POST", f"/v1/jobs/{args.id}/cancel")
+    if args.json:
+        return _dump(job)
+    note = " (stops at its next check)" if job["state"] == "running" else ""
+    print(f"job {job['id']} {job['state']}{note}")
+    return 0
+
+
+def cmd_jobs_retry(args: argparse.Namespace) -> int:
+    job = request(args, "POST", f"/v1/jobs/{args.id}/retry")
+    if args.wait:
+        return _finished(args, follow_job(args, job["id"]))
+    if args.json:
+        return _dump(job)
+    print(f"job {job['id']} {job['state']} again")
+    return 0
+
+
+def cmd_versions_list(args: argparse.Namespace) -> int:
+    rows = request(args, "GET", f"/v1/learners/{args.learner}/versions")
+    if args.json:
+        return _dump(rows)
+    head = f"{'version':>7} {'task':>4} {'from':>4} {'classes':>7} {'params':>9} {'added':>5} {'secs':>6}"
+    print(head + "  sha256")
+    for v in rows:
+        mark = "*" if v["active"] else " "
+        print(
+            f"{v['number']:>6}{mark} {v['task_ordinal'] or '-':>4} {v['trained_from'] or '-':>4} "
+            f"{len(v['classes']):>7} {v['parameters']:>9} {sum(v['units_added'].values()):>5} "
+            f"{v['train_seconds']:>6.1f}  {v['checkpoint_sha256'][:16]}"
+        )
+    return 0
+
+
+def cmd_versions_activate(args: argparse.Namespace) -> int:
+    v = request(args, "POST", f"/v1/learners/{args.learner}/versions/{args.number}/activate")
+    if args.json:
+        return _dump(v)
+    print(f"learner {args.learner} now serves version {v['number']} ({len(v['classes'])} classes)")
+    return 0
+
+
+def _save(data: bytes, path: Path) -> int:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ClientError(f"cannot write {path}: {exc}", EXIT_USAGE) from exc
+    print(f"saved {path} ({len(data)} bytes)")
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    number = args.version
+    if number is None:
+        number = request(args, "GET", f"/v1/learners/{args.learner}")["active_version"]
+        if number is None:
+            raise ClientError(f"learner {args.learner} has no version yet; upload a task first", EXIT_REFUSED)
+    png = request(args, "GET", f"/v1/learners/{args.learner}/versions/{number}/samples.png", raw=True)
+    return _save(png, args.output or Path(f"{args.learner}-v{number}-samples.png"))
+
+
+def cmd_plots(args: argparse.Namespace) -> int:
+    png = request(args, "GET", f"/v1/learners/{args.learner}/plots/{args.kind}.png", raw=True)
+    return _save(png, args.output or Path(f"{args.learner}-{args.kind}.png"))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    files = [("files", (p.name, p.read_bytes())) for p in args.images]
-    data = {"top_k": str(args.top_k)} | ({"version": str(args.version)} if args.version else {})
-    out = request(args, "POST", f"/v1/learners/{args.learner}/predict", files=files, data=data)
-    for path, pred in zip(args.images, out["predictions"], strict=True):
+    for p in args.images:
+        _existing(p)
+    path = f"/v1/learners/{args.learner}/predict"
+    options = {"top_k": str(args.top_k)} | ({"version": str(args.version)} if args.version else {})
+    if args.images[0].suffix == ".npy":
+        if len(args.images) != 1:
+            raise ClientError("send one .npy batch, or PNG/JPEG files; not a mix", EXIT_USAGE)
+        body = args.images[0].read_bytes()
+        headers = {"content-type": "application/x-npy"}
+        out = request(args, "POST", path, content=body, params=options, headers=headers)
+        names = [f"{args.images[0]}[{i}]" for i in range(len(out["predictions"]))]
+    else:
+        files = [("files", (p.name, p.read_bytes())) for p in args.images]
+        out = request(args, "POST", path, files=files, data=options)
+        names = [str(p) for p in args.images]
+    if args.json:
+        return _dump(out)
+    for name, pred in zip(names, out["predictions"], strict=True):
         others = ", ".join(f"{lab} {s:.3f}" for lab, s in pred["top_k"][1:])
-        print(f"{path}: {pred['label']} ({pred['score']:.3f})" + (f"  [{others}]" if others else ""))
+        print(f"{name}: {pred['label']} ({pred['score']:.3f})" + (f"  [{others}]" if others else ""))
     print(f"version {out['version']}")
     return 0
 
@@ -286,8 +549,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     h = request(args, "GET", f"/v1/learners/{args.learner}/history")
     if args.json:
-        print(json.dumps(h, indent=2))
-        return 0
+        return _dump(h)
     print(f"learner {h['learner']['name']}: active version {h['learner']['active_version']}")
     print(f"{'task':>4} {'state':10} {'classes':30} {'train':>6} {'holdout':>7}")
     for t in h["tasks"]:
@@ -318,11 +580,25 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
         with session_scope(get_settings()) as s:
             row, key = create_key(s, args.name, scopes)
-            key_id = row.id
+            out = {"id": row.id, "name": row.name, "scopes": list(row.scopes), "key": key}
     else:
         out = request(args, "POST", "/v1/keys", json={"name": args.name, "scopes": scopes})
-        key, key_id = out["key"], out["id"]
-    print(f"key {key_id} ({','.join(scopes)}): {key}\nstore it now; it is not shown again")
+    if args.json:
+        return _dump(out)
+    print(f"key {out['id']} ({','.join(out['scopes'])}): {out['key']}\nstore it now; it is not shown again")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    rows = request(args, "GET", "/v1/keys")
+    if args.json:
+        return _dump(rows)
+    print(f"{'id':>4} {'name':24} {'prefix':14} {'scopes':22} {'revoked':7}  created")
+    for k in rows:
+        print(
+            f"{k['id']:>4} {k['name'][:24]:24} {k['prefix']:14} {','.join(k['scopes']):22} "
+            f"{'yes' if k['revoked'] else 'no':7}  {k['created_at'][:19]}"
+        )
     return 0
 
 
@@ -335,10 +611,13 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
         with session_scope(get_settings()) as s:
             row = s.get(ApiKey, args.id)
             if row is None:
-                raise ClientError(f"no key {args.id}")
+                raise ClientError(f"no key {args.id}", EXIT_REFUSED)
             row.revoked = True
+            out = {"id": row.id, "name": row.name, "revoked": True}
     else:
-        request(args, "DELETE", f"/v1/keys/{args.id}")
+        out = request(args, "DELETE", f"/v1/keys/{args.id}")
+    if args.json:
+        return _dump(out)
     print(f"key {args.id} revoked")
     return 0
 
