@@ -19,7 +19,7 @@ from typing import Any
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("dgm_log_fields", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` or from a filter.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -58,6 +58,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         out.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            out.update(zip(("client", "method", "path", "http_version", "status"), record.args, strict=True))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
