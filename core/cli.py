@@ -186,8 +186,9 @@ def add_key_commands(sub: Any) -> None:
 # ----- server side ---------------------------------------------------------------------------
 def worker_command(settings: Any, concurrency: int = 1, loglevel: str = "INFO") -> list[str]:
     pool = ["--pool=solo"] if concurrency == 1 else ["--pool=prefork", f"--concurrency={concurrency}"]
+    quiet = ["--quiet"] if settings.log_json else []  # no ASCII-art banner among the JSON lines
     return [
-        sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", settings.queue, *pool,
+        sys.executable, "-m", "celery", *quiet, "-A", "worker.app", "worker", "-Q", settings.queue, *pool,
         "--without-gossip", "--without-mingle", f"--loglevel={loglevel}",
     ]  # fmt: skip
 
