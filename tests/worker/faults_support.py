@@ -53,7 +53,7 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A private redis-server on a free port (never the shared 6379), restartable on the same port."""
+    """A private redis-server on a free port (never the shared 6379); `start` again reuses the port."""
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.port = folder, free_port()
@@ -84,10 +84,6 @@ class RedisServer:
             self.client().shutdown(nosave=True)
         assert self.proc is not None
         self.proc.wait(timeout=20)
-
-    def restart(self) -> None:
-        self.shutdown()
-        self.start()
 
     def unacked(self) -> set[bytes]:
         """Delivery tags handed to a worker and not acknowledged yet (countdowns wait among them)."""
@@ -187,7 +183,7 @@ def job_row(settings: Settings, job_id: int) -> Job:
     with session_scope(settings) as s:
         job = s.get(Job, job_id)
         assert job is not None
-        s.expunge(job)
+        job.task  # noqa: B018 - load it before the session closes
         return job
 
 
