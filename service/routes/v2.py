@@ -67,6 +67,48 @@ def v2_error(kind: str, detail: str, status: int, headers: dict[str, str] | None
 
 router = APIRouter(prefix="/v2", tags=["v2"], route_class=V2Route)
 
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string", "enum": [INPUT]},
+        "datatype": {"type": "string", "enum": list(DTYPES)},
+        "shape": {"type": "array", "items": {"type": "integer"}, "example": [1, 8, 8]},
+        "data": {"type": "array", "items": {}, "description": "flat or nested numbers, row-major"},
+        "parameters": {"type": "object", "description": "binary_data_size with the binary extension"},
+    },
+}
+INFER_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "inputs": {"type": "array", "items": _TENSOR, "minItems": 1, "maxItems": 1},
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string", "enum": list(OUTPUTS)},
+                                    "parameters": {
+                                        "type": "object",
+                                        "description": "binary_data (bool), classification (top k)",
+                                    },
+                                },
+                            },
+                        },
+                        "parameters": {"type": "object", "description": "binary_data_output (bool)"},
+                    },
+                }
+            }
+        }
+    }
+}
+
 
 # ----- server: no key, like /healthz and /readyz -------------------------------------------------
 @router.get("")
@@ -106,12 +148,12 @@ def version_ready(name: str, version: str, request: Request) -> dict[str, Any]:
     return readiness(request, name, version_number(version))
 
 
-@router.post("/models/{name}/infer", dependencies=[PredictKey])
+@router.post("/models/{name}/infer", dependencies=[PredictKey], openapi_extra=INFER_DOC)
 async def infer(name: str, request: Request) -> Response:
     return await run_inference(request, name, None)
 
 
-@router.post("/models/{name}/versions/{version}/infer", dependencies=[PredictKey])
+@router.post("/models/{name}/versions/{version}/infer", dependencies=[PredictKey], openapi_extra=INFER_DOC)
 async def infer_version(name: str, version: str, request: Request) -> Response:
     return await run_inference(request, name, version_number(version))
 
