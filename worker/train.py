@@ -216,10 +216,31 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     report = learner.learn_task(x, labels, progress=reporter.progress, should_stop=reporter.should_stop)
     accuracy = evaluate(learner, store, plan.holdouts)
     files = write_version_files(store, learner, plan, job_id)
-    number = publish(settings, job_id, token, plan, report, accuracy, files, list(learner.classes))
+    try:
+        number = publish(settings, job_id, token, plan, report, accuracy, files, list(learner.classes))
+    except Exception:
+        discard_unpublished(settings, store, files["checkpoint"][0])
+        raise
     log.info("job %s: published version %d after %.2f s of training", job_id, number, report.seconds)
     if not settings.keep_training_data:
         store.delete(plan.data_uri)
+
+
+def discard_unpublished(settings: Settings, store: ArtifactStore, checkpoint_uri: str) -> None:
+    """Publishing failed (lease lost, database gone): remove the files unless a version row holds them.
+
+    A connection lost at COMMIT leaves it unknown whether the version went in, so the database is
+    asked; when it cannot answer either, the files stay (an unreferenced folder is harmless, a version
+    row without its files is not).
+    """
+    try:
+        with session_scope(settings) as s:
+            held = s.scalar(select(ModelVersion.id).where(ModelVersion.checkpoint_uri == checkpoint_uri))
+    except Exception:  # noqa: BLE001 - unknown outcome: keep the files
+        log.warning("could not check whether %s was published; keeping it", checkpoint_uri)
+        return
+    if held is None:
+        store.delete_tree(checkpoint_uri.rsplit("/", 1)[0])
 
 
 def verify_parent(store: ArtifactStore, parent: dict[str, Any]) -> None:

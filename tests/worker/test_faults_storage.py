@@ -213,3 +213,47 @@ def test_fault_altered_checkpoint_refused_reported_and_not_trained_from(
             "after_restore": "predict 200, retry succeeded",
         },
     )
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["before-commit", "after-commit"])
+def test_fault_database_lost_while_publishing(stack: Stack, monkeypatch: pytest.MonkeyPatch, committed: bool):
+    """The connection dies at COMMIT: files of a version that did not go in are removed, files of one
+    that did go in are kept (the worker asks the database which it was)."""
+    from sqlalchemy.exc import OperationalError
+
+    import worker.train
+
+    settings, client = stack
+    name = trained(stack)
+    job_id = upload(client, name, [2, 3])
+    before = ArtifactStore(settings.artifacts).files()
+    real = worker.train.publish
+
+    def publish(*args, **kwargs) -> int:
+        if committed:
+            real(*args, **kwargs)
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(worker.train, "publish", publish)
+    outcome = run_job(settings, Broker(), job_id)
+    monkeypatch.undo()
+
+    job = job_row(settings, job_id)
+    versions = [v.number for v in versions_consistent(settings, name)]  # no file without its row
+    if committed:  # the version is in: it serves, and the job's own record says so
+        assert versions == [1, 2] and job.state == "succeeded"
+        assert predict(client, name).json()["version"] == 2
+    else:
+        assert outcome == "failed" and job.state == "failed" and "OperationalError" in job.error
+        assert versions == [1] and predict(client, name).json()["version"] == 1
+        assert ArtifactStore(settings.artifacts).files() == before
+        assert retry(stack, job_id) == "succeeded"
+    record(
+        f"database_lost_while_publishing_{'after' if committed else 'before'}_commit",
+        {
+            "injected": "OperationalError from publish, " + ("after" if committed else "before") + " COMMIT",
+            "job_state": job.state,
+            "versions": versions,
+            "files_kept": committed,
+        },
+    )
