@@ -13,7 +13,8 @@ from core.schemas import JobRead, LearnerRead, TaskRead, VersionRead
 
 
 def get_learner(session: Session, name: str) -> Learner:
-    learner = session.scalar(select(Learner).where(Learner.name == name))
+    # A NUL byte cannot reach PostgreSQL (psycopg2 raises); no learner name holds one, so it is unknown.
+    learner = None if "\x00" in name else session.scalar(select(Learner).where(Learner.name == name))
     if learner is None:
         raise UnknownLearner(f"no learner named {name!r}; list them with GET /v1/learners or create it first")
     return learner

@@ -159,8 +159,8 @@ async def infer_version(name: str, version: str, request: Request) -> Response:
 
 
 def version_number(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidParameter(f"model version must be a whole number from 1, got {raw!r}")
+    if not raw.isdigit() or not 1 <= int(raw) <= 2**31 - 1:
+        raise InvalidParameter(f"model version must be a whole number from 1 to 2147483647, got {raw!r}")
     return int(raw)
 
 
@@ -271,7 +271,9 @@ def parse_input(
     tensor = one_input(req)
     dtype, shape = input_type(tensor, image_shape)
     count = int(np.prod(shape))
-    params = tensor.get("parameters") or {}
+    if shape[0] > max_images:
+        raise InvalidInput(f"{shape[0]} images in one call; send at most {max_images}")
+    params = as_dict(tensor.get("parameters"), f"input '{INPUT}': parameters")
     if "shared_memory_region" in params:
         raise InvalidInput("shared memory inputs are not supported; send the data in the request body")
     if "binary_data_size" in params:
@@ -286,8 +288,6 @@ def parse_input(
         if binary:
             raise InvalidInput(f"{len(binary)} bytes follow the JSON but no input declares binary_data_size")
         x = json_data(tensor, tensor["datatype"], count, shape)
-    if shape[0] > max_images:
-        raise InvalidInput(f"{shape[0]} images in one call; send at most {max_images}")
     x = check_pixels(x.reshape(shape), what=f"input '{INPUT}'")
     return to_nchw(x, image_shape, what=f"input '{INPUT}'")
 
@@ -305,7 +305,7 @@ def one_input(req: dict[str, Any]) -> dict[str, Any]:
 def input_type(tensor: dict[str, Any], image_shape: tuple[int, int, int]) -> tuple[np.dtype, list[int]]:
     c, h, w = image_shape
     datatype = tensor.get("datatype")
-    if datatype not in DTYPES:
+    if not isinstance(datatype, str) or datatype not in DTYPES:
         raise InvalidInput(
             f"input '{INPUT}' has datatype {datatype!r}; send FP32 (pixels in [0, 1]) or UINT8 (0..255)"
         )
@@ -343,7 +343,7 @@ def json_data(tensor: dict[str, Any], datatype: str, count: int, shape: list[int
 
 
 def requested_outputs(req: dict[str, Any]) -> list[Wanted]:
-    params = req.get("parameters") or {}
+    params = as_dict(req.get("parameters"), "parameters")
     default_binary = bool(params.get("binary_data_output", False))
     outputs = req.get("outputs")
     if outputs is None:
@@ -355,7 +355,7 @@ def requested_outputs(req: dict[str, Any]) -> list[Wanted]:
         name = out.get("name") if isinstance(out, dict) else None
         if name not in OUTPUTS:
             raise InvalidInput(f"unknown output {name!r}; this model's outputs are {list(OUTPUTS)}")
-        p = out.get("parameters") or {}
+        p = as_dict(out.get("parameters"), f"output {name!r}: parameters")
         if "shared_memory_region" in p:
             raise InvalidInput("shared memory outputs are not supported; leave shared_memory_region out")
         k = p.get("classification", 0)
@@ -363,6 +363,14 @@ def requested_outputs(req: dict[str, Any]) -> list[Wanted]:
             raise InvalidParameter(f"output {name!r}: classification must be a whole number, got {k!r}")
         wanted.append(Wanted(name, bool(p.get("binary_data", default_binary)), k))
     return wanted
+
+
+def as_dict(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def encode_output(w: Wanted, classes: list[str], probs: np.ndarray, into: list[dict[str, Any]]) -> bytes:

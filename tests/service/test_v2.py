@@ -236,6 +236,8 @@ def test_v2_plain_json_over_http(server: str, trained: str):
             ({**body, "inputs": [{**body["inputs"][0], "name": "pixels"}]}, "unknown input 'pixels'"),
             ({**body, "inputs": []}, "exactly one input tensor"),
             ({**body, "outputs": [{"name": "logits"}]}, "unknown output 'logits'"),
+            ({**body, "parameters": ["binary_data_output"]}, "parameters must be a JSON object"),
+            ({**body, "inputs": [{**body["inputs"][0], "datatype": ["UINT8"]}]}, "send FP32"),
         ]
         for bad, words in cases:
             r = http.post(url, json=bad)
@@ -243,3 +245,7 @@ def test_v2_plain_json_over_http(server: str, trained: str):
             assert words in r.json()["error"] and words in r.json()["detail"], r.text
         r = http.post(url, content=b"{not json")
         assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+        r = http.get(f"http://{server}/v2/models/{trained}/versions/{10**20}")
+        assert r.status_code == 422 and "from 1 to 2147483647" in r.json()["error"]
+        r = http.get(f"http://{server}/v2/models/%00")  # PostgreSQL cannot even be asked about a NUL byte
+        assert r.status_code == 404 and "no learner named" in r.json()["error"]
