@@ -72,9 +72,10 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python -m benchmarks.faults",
         "tests": TESTS,
         **run,
-        "conditions": "TINY learner (8x8 digits, preset tiny, 24 images per class; 80 epochs where a job "
-        "must last long enough to be hit), lease_s 5, progress every 0.2 s, worker torch threads 1, "
-        "private redis-server, fresh PostgreSQL schema per test module",
+        "conditions": "TINY learner (8x8 digits, preset tiny, 24 images per class; 80 epochs, 120 for the "
+        "Redis and PostgreSQL faults, where a job must last long enough to be hit), lease_s 5, progress "
+        "every 0.2 s, worker torch threads 1, solo workers unless said, private redis-server, fresh "
+        "PostgreSQL schema per test module; machine shared with other test runs",
         "observed": observed,
         "machine": describe(),
     }

@@ -33,8 +33,8 @@ from tests.worker.faults_support import (
 )
 
 Stack = tuple[Settings, TestClient]
-LONG = 80  # epochs: a few seconds of training, long enough for the fault to land in the middle
-DOWN_S = 2  # how long Redis stays down
+LONG = 120  # epochs: several seconds of training, so the job is still running when Redis is back
+DOWN_S = 1.5  # how long Redis stays down
 
 
 @pytest.fixture(scope="module")
