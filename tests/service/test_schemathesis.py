@@ -37,7 +37,7 @@ def run_schemathesis(
         "--no-color", "--report", "json,har", "--report-json-path", str(report),
         "--report-har-path", str(out / "requests.har"),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=out)
     return proc, json.loads(report.read_text()) if report.exists() else {}
 
 
