@@ -82,13 +82,13 @@ def accuracy_png(m: AccuracyMatrix) -> bytes:
 def at_png(versions: list[int], values: list[float | None]) -> bytes:
     """A_t curve: mean accuracy over the tasks seen so far, per version."""
     points = [(v, a) for v, a in zip(versions, values, strict=True) if a is not None]
-    fig = Figure(figsize=(5.0, 3.0), layout="constrained")
+    fig = Figure(figsize=(4.4, 3.0), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#1f77b4")
     for v, a in points:
         ax.annotate(f"{a:.2f}", (v, a), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
     ax.set_xticks(versions, [f"v{v}" for v in versions])
-    ax.set_ylim(0.0, 1.05)
+    ax.set_ylim(0.0, 1.1)  # room for the labels above the points
     ax.set_xlabel("model version")
     ax.set_ylabel("A_t")
     ax.set_title("mean accuracy over the tasks seen so far", fontsize=10)
