@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "screenshot-admin-key"
@@ -120,11 +121,14 @@ def screenshot(url: str, out: Path, width: int = 1400) -> None:
                 "return [...document.images].map(i => [i.src, i.complete, i.naturalWidth])"
             )
             raise RuntimeError(f"images did not load: {state}") from None
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, height + 20)
+        height = driver.execute_script(
+            "return Math.ceil(document.querySelector('main').getBoundingClientRect().bottom)"
+        )
+        driver.set_window_size(width, height + 400)  # the window is taller than its viewport
         time.sleep(0.5)  # let the layout settle at the new size before the capture
+        shot = Image.open(io.BytesIO(driver.get_screenshot_as_png()))
         out.parent.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(out))
+        shot.crop((0, 0, shot.width, min(shot.height, height))).save(out, optimize=True)
     finally:
         driver.quit()
 
