@@ -118,10 +118,10 @@ def login(
     key = key.strip()
     admin = settings.admin_key.get_secret_value() if settings.admin_key else None
     try:
-        authenticate(session, key, admin) if key else None
+        valid = bool(key) and bool(authenticate(session, key, admin))
     except Unauthorized:
-        key = ""
-    if not key:
+        valid = False
+    if not valid:
         return login_page(request, safe_next(next), "That key is unknown or revoked; paste a valid API key.")
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(

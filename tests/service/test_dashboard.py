@@ -146,6 +146,17 @@ def test_dashboard_job_json_is_scoped_to_its_learner(
     assert r.status_code == 404 and trained in r.json()["detail"]
 
 
+def test_dashboard_empty_learner_and_learner_without_holdout(
+    browser_client: TestClient, make_learner, trained: str
+):
+    sign_in(browser_client, ADMIN)
+    empty = browser_client.get(f"/dashboard/{make_learner()}")
+    assert empty.status_code == 200 and "No task uploaded yet" in empty.text and "<img" not in empty.text
+    page = browser_client.get(f"/dashboard/{trained}")
+    assert page.status_code == 200 and "No task kept a holdout" in page.text
+    assert 'id="plot-accuracy"' not in page.text and 'id="plot-capacity"' in page.text
+
+
 def test_dashboard_sign_out_clears_the_cookie(browser_client: TestClient, learner: str):
     sign_in(browser_client, ADMIN)
     r = browser_client.post("/dashboard/logout", follow_redirects=False)
