@@ -47,5 +47,96 @@ def accuracy_table(path: Path = RESULTS / "accuracy.json") -> str:
     return "\n".join(lines)
 
 
+def reliability_table(path: Path = RESULTS / "reliability.json") -> str:
+    """One line per fault, hostile-input, fuzzing and load figure of reliability.json."""
+    res = json.loads(path.read_text())
+    lines = ["| what | result |", "|---|---|"]
+    f = res.get("faults", {}).get("observed", {})
+    rows = {
+        "worker_sigkill_solo": lambda o: (
+            "worker SIGKILLed mid-training (solo)",
+            f"redelivered by lease expiry + sweeper {o['kill_to_redelivery_s']:.1f} s after the kill; "
+            f"done at {o['kill_to_completion_s']:.1f} s, attempts {o['attempts']}, "
+            f"version {o['version_during_outage']} served meanwhile",
+        ),
+        "worker_sigkill_prefork_child": lambda o: (
+            "pool child SIGKILLed mid-training (prefork)",
+            "Celery requeued it (acks_late, reject_on_worker_lost); "
+            f"redelivered at {o['kill_to_redelivery_s']:.1f} s, "
+            + f"done at {o['kill_to_completion_s']:.1f} s, attempts {o['attempts']}",
+        ),
+        "redis_restart_mid_job": lambda o: (
+            "Redis restarted mid-job (SHUTDOWN NOSAVE)",
+            f"running job {o['running_job']}; the queued job's lost message was re-sent; both done "
+            f"{o['restart_to_both_done_s']:.1f} s after the restart, attempts {o['attempts']}",
+        ),
+        "postgres_connections_dropped_mid_job": lambda o: (
+            "PostgreSQL backends of the worker terminated every 0.3 s",
+            f"{o['backends_terminated']} terminated; job {o['outcome']}, attempts {o['attempts']}",
+        ),
+        "two_workers_order_and_duplicates": lambda o: (
+            "two workers, two simultaneous uploads, 4 duplicate messages",
+            f"versions {o['version_numbers']} follow ordinals {o['ordinals']}; no overlap "
+            f"(gaps {o['gaps_between_jobs_s']} s); attempts {o['attempts']}",
+        ),
+        "disk_full_writing_checkpoint": lambda o: (
+            "disk full (ENOSPC) while writing a checkpoint",
+            f"job {o['job_state']} with ArtifactWriteFailed naming the disk; no files left; version "
+            f"{o['version_serving_after_failure']} kept serving; retry {o['retry']}",
+        ),
+        "altered_checkpoint": lambda o: (
+            "classifier file altered on disk",
+            f"predict {o['predict_status']} {o['predict_error']} naming the sha256; other learners "
+            f"{o['other_learner_status']}; training from it refused; after restore: {o['after_restore']}",
+        ),
+    }
+    for key, row in rows.items():
+        if key in f:
+            lines.append("| {} | {} |".format(*row(f[key])))
+    if "hostile_input" in res:
+        h = res["hostile_input"]
+        lines.append(
+            f"| {h['hostile_cases']} hostile inputs ("
+            + ", ".join(f"{n}x {code}" for code, n in sorted(h["expected_status_counts"].items()))
+            + f") | {h['hostile_passed']}/{h['hostile_cases']} held (4xx naming the problem; rows, files and "
+            f"active version unchanged); auth {h['auth_passed']}/{h['auth_tests']} |"
+        )
+    if "schemathesis" in res:
+        s = res["schemathesis"]
+        runs = [v for v in s.values() if isinstance(v, dict) and "cases_generated" in v]
+        cases = sum(r["cases_generated"] for r in runs)
+        fives = sum(r["responses_5xx"] for r in runs)
+        lines.append(
+            f"| schemathesis on the live schema with an admin key, {s['max_examples']} examples per "
+            f"operation and phase | {cases} cases, {sum(r['requests'] for r in runs)} requests, "
+            + f"{fives} responses 5xx |"
+        )
+    if "load" in res:
+        ld = res["load"]
+        rss = ld["api_rss_mib"]
+        lines.append(
+            f"| {ld['clients']} predict clients (one JSON image per request) for {ld['seconds']:.0f} s "
+            f"while a task trains | {ld['requests_ok']} ok, {ld['error_count']} errors; "
+            + f"p50 {ld['p50_ms']} ms, p99 "
+            f"{ld['p99_ms']} ms, {ld['requests_per_s']} req/s; API RSS {rss['start']} → {rss['end']} MiB "
+            f"(max {rss['max']}); training job {ld['training_during_window']['job_state_at_start']} → "
+            f"{ld['training_during_window']['job_state_at_end']} during the window |"
+        )
+    if "many_learners" in res:
+        m = res["many_learners"]
+        c = m["cache"]
+        lines.append(
+            f"| {m['learners']} learners with one task each, predicts round-robin | {m['misrouted']} of "
+            f"{m['predicts']} answers from the wrong model; cache size "
+            f"{c.get('dgm_classifier_cache_size'):.0f} of {c.get('dgm_classifier_cache_capacity'):.0f}, "
+            + "evictions "
+            f"{c.get('dgm_classifier_cache_evictions_total'):.0f}; p50 {m['predict_p50_ms']} ms |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(accuracy_table())
+    import sys
+
+    which = sys.argv[1] if len(sys.argv) > 1 else "accuracy"
+    print({"accuracy": accuracy_table, "reliability": reliability_table}[which]())
