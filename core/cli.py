@@ -210,11 +210,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import subprocess
-
     from core.settings import get_settings
 
-    return subprocess.call(worker_command(get_settings(), args.concurrency, args.loglevel), env=child_env())
+    cmd = worker_command(get_settings(), args.concurrency, args.loglevel)
+    # Become the Celery worker, so SIGTERM from a supervisor (docker stop, systemd) reaches it directly;
+    # a wrapper process would die and leave the worker running on its own.
+    os.execve(cmd[0], cmd, child_env())
+    return 1  # not reached
 
 
 def _die_with_parent() -> None:
