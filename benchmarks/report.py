@@ -47,6 +47,44 @@ def accuracy_table(path: Path = RESULTS / "accuracy.json") -> str:
     return "\n".join(lines)
 
 
+def latency_table(path: Path = RESULTS / "predict_latency.json") -> str:
+    """Predict latency over HTTP against the bare forward pass, at version 1 and the last version."""
+    res = json.loads(path.read_text())
+    m, setup = res["machine"], res["setup"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cpu_cores']} cores, torch {m['torch']}; {setup['transport']}; torch "
+        f"threads {setup['inference_torch_threads']} in the server and in the bare pass; "
+        f"{setup['conditions']}.",
+        "",
+        "| version (classes) | request | p50 ms | p99 ms | images/s | vs bare |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {
+        "http_single_json": ("HTTP, 1 image, JSON", "bare_single"),
+        "http_batch64_json": ("HTTP, 64 images, JSON", "bare_batch64"),
+        "http_batch64_npy": ("HTTP, 64 images, .npy body", "bare_batch64"),
+        "bare_single": ("bare forward, 1 image", None),
+        "bare_batch64": ("bare forward, 64 images", None),
+    }
+    for number, v in res["versions"].items():
+        for key, (label, bare) in names.items():
+            r = v[key]
+            ratio = f"{r['images_per_s'] / v[bare]['images_per_s']:.2f}x" if bare else "-"
+            lines.append(
+                f"| v{number} ({v['classes']}) | {label} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                f"{r['images_per_s']:,.0f} | {ratio} |"
+            )
+    first, last = (res["versions"][k] for k in list(res["versions"])[:: len(res["versions"]) - 1])
+    single = last["http_single_json"]["p50_ms"] / first["http_single_json"]["p50_ms"]
+    batch = last["http_batch64_npy"]["p50_ms"] / first["http_batch64_npy"]["p50_ms"]
+    lines += [
+        "",
+        f"- last vs first version, p50: single image {single:.2f}x, 64-image .npy batch {batch:.2f}x "
+        "(target < 1.3x)",
+    ]
+    return "\n".join(lines)
+
+
 def reliability_table(path: Path = RESULTS / "reliability.json") -> str:
     """One line per fault, hostile-input, fuzzing and load figure of reliability.json."""
     res = json.loads(path.read_text())
@@ -139,4 +177,4 @@ if __name__ == "__main__":
     import sys
 
     which = sys.argv[1] if len(sys.argv) > 1 else "accuracy"
-    print({"accuracy": accuracy_table, "reliability": reliability_table}[which]())
+    print({"accuracy": accuracy_table, "latency": latency_table, "reliability": reliability_table}[which]())
