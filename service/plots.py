@@ -60,8 +60,7 @@ def accuracy_png(m: AccuracyMatrix) -> bytes:
     grid = np.array([[np.nan if a is None else a for a in row] for row in m.rows], dtype=float)
     fig = Figure(figsize=(1.6 + 0.9 * len(m.tasks), 1.4 + 0.45 * len(m.versions)), layout="constrained")
     ax = fig.add_subplot()
-    cmap = _cmap("viridis")
-    cmap.set_bad("#eeeeee")  # not evaluated: the version predates the task
+    cmap = _cmap("viridis").with_extremes(bad="#eeeeee")  # grey: the version predates the task
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     for i, row in enumerate(m.rows):
         for j, acc in enumerate(row):
