@@ -14,7 +14,6 @@ import argparse
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 
 from benchmarks.machine import describe
 from benchmarks.reliability import update
+from benchmarks.serve import start_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "load-admin-key"
@@ -70,38 +70,20 @@ def fashion() -> tuple[np.ndarray, np.ndarray]:
 
 
 def start_stack(data: Path, url: str, args: argparse.Namespace) -> tuple[list[subprocess.Popen], str, int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    queue = f"dgm-load-{uuid.uuid4().hex[:8]}"
+    """A worker, then `dgm serve --no-worker`, both on PostgreSQL and Redis; ready when this returns."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), DGM_DATA_DIR=str(data), DGM_DATABASE_URL=url)
-    env.update(DGM_BROKER_URL=REDIS, DGM_ARTIFACT_DIR=str(data / "artifacts"), DGM_QUEUE=queue)
+    env.update(
+        DGM_BROKER_URL=REDIS,
+        DGM_ARTIFACT_DIR=str(data / "artifacts"),
+        DGM_QUEUE=f"dgm-load-{uuid.uuid4().hex[:8]}",
+    )
     env.update(DGM_ADMIN_KEY=ADMIN, DGM_DEVICE="cpu", DGM_TORCH_THREADS="1", DGM_SWEEP_INTERVAL_S="0")
     env.update(DGM_CLASSIFIER_CACHE_SIZE=str(args.cache), DGM_PROGRESS_INTERVAL_S="1")
     worker_cmd = [sys.executable, "-m", "core.cli", "worker", "--loglevel", "WARNING"]
-    api_cmd = [sys.executable, "-m", "core.cli", "serve", "--no-worker", "--port", str(port)]
-    worker = subprocess.Popen(
-        worker_cmd, env=env, cwd=ROOT, stdout=(data / "worker.log").open("wb"), stderr=subprocess.STDOUT
-    )
-    api = subprocess.Popen(
-        api_cmd, env=env, cwd=ROOT, stdout=(data / "api.log").open("wb"), stderr=subprocess.STDOUT
-    )
-    return [api, worker], f"http://127.0.0.1:{port}", api.pid
-
-
-def wait_ready(client, procs: list[subprocess.Popen], data: Path) -> None:
-    import httpx
-
-    for _ in range(600):
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if any(p.poll() is not None for p in procs):
-            break
-        time.sleep(0.2)
-    raise RuntimeError((data / "api.log").read_text()[-3000:] + (data / "worker.log").read_text()[-3000:])
+    log = (data / "worker.log").open("wb")
+    worker = subprocess.Popen(worker_cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    api, base = start_serve(data, env, "--no-worker")
+    return [api, worker], base, api.pid
 
 
 def upload(client, name: str, x: np.ndarray, labels: list[str]) -> int:
@@ -275,7 +257,6 @@ def main(argv: list[str] | None = None) -> dict:
         procs, base, pid = start_stack(data, url, args)
         try:
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=300) as c:
-                wait_ready(c, procs, data)
                 load = phase_load(c, base, pid, args, x, y)
                 print(json.dumps(load, indent=1), flush=True)
                 many = phase_many(c, args, x, y)

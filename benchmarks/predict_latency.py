@@ -13,18 +13,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.serve import embedded_env, start_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -83,31 +81,6 @@ def timed(fn: Callable[[], object], n: int, warmup: int = 5) -> list[float]:
         fn()
         out.append(time.perf_counter() - t)
     return out
-
-
-def start_server(data: Path, threads: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DGM_DATA_DIR=str(data), DGM_ADMIN_KEY=KEY, DGM_DEVICE="cpu")
-    env["DGM_API_TORCH_THREADS"] = str(threads)
-    for k in ("DGM_DATABASE_URL", "DGM_BROKER_URL", "DGM_ARTIFACT_DIR"):
-        env.pop(k, None)
-    log = (data / "serve.log").open("wb")
-    cmd = [sys.executable, "-m", "core.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError((data / "serve.log").read_text()[-3000:])
 
 
 def teach(client, args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> list[float]:
@@ -192,7 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     x, y = images()
     with tempfile.TemporaryDirectory(prefix="dgm-bench-") as tmp:
         data = Path(tmp)
-        proc, url = start_server(data, args.threads)
+        env = embedded_env(data, DGM_ADMIN_KEY=KEY, DGM_DEVICE="cpu", DGM_API_TORCH_THREADS=str(args.threads))
+        proc, url = start_serve(data, env)
         try:
             with httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=300

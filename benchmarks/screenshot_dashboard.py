@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +22,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+
+from benchmarks.serve import embedded_env, start_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "screenshot-admin-key"
@@ -35,32 +33,6 @@ TASKS = [[0, 1], [5, 7], [8, 9]]  # tops/trousers, then shoes, then bags and boo
 LOADED = """return [...document.images]
     .filter(i => !i.closest("details") || i.closest("details").open)
     .every(i => i.complete && i.naturalWidth > 0)"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(folder: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DGM_DATA_DIR=str(folder / "var"), DGM_ADMIN_KEY=KEY)
-    for key in ("DGM_DATABASE_URL", "DGM_BROKER_URL", "DGM_ARTIFACT_DIR", "DGM_QUEUE"):
-        env.pop(key, None)
-    log = (folder / "serve.log").open("wb")
-    cmd = [sys.executable, "-m", "core.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError((folder / "serve.log").read_text())
 
 
 def npz(x: np.ndarray, y: np.ndarray) -> bytes:
@@ -140,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-class", type=int, default=500)
     args = p.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="dgm-screenshot-"))
-    proc, url = serve(folder)
+    proc, url = start_serve(folder, embedded_env(folder / "var", DGM_ADMIN_KEY=KEY))
     try:
         teach(url, args.epochs, args.per_class)
         screenshot(url, args.out)

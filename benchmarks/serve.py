@@ -1,0 +1,47 @@
+"""`dgm serve` in a child process for the benchmarks: a free port, its own data folder, waits for /readyz."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOYMENT = ("DGM_DATABASE_URL", "DGM_BROKER_URL", "DGM_ARTIFACT_DIR", "DGM_QUEUE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def embedded_env(data: Path, **settings: str) -> dict[str, str]:
+    """This environment minus any deployment settings: the embedded default under `data`, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT}
+    env.update(PYTHONPATH=str(ROOT), DGM_DATA_DIR=str(data), **settings)
+    return env
+
+
+def start_serve(folder: Path, env: dict[str, str], *options: str) -> tuple[subprocess.Popen, str]:
+    """Start `dgm serve` (log in folder/serve.log) and wait until it is ready; returns it and its URL."""
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "core.cli", "serve", "--port", str(port), *options]
+    log = (folder / "serve.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"dgm serve did not become ready:\n{(folder / 'serve.log').read_text()[-3000:]}")
