@@ -73,6 +73,17 @@ def png_zip(x: np.ndarray, y: np.ndarray, prefix: str = "digit") -> bytes:
     )
 
 
+def upload(client: Any, name: str, classes: list[int], holdout: float = 0.25) -> int:
+    """Upload digits of `classes` as a task (npz); returns its job id. TestClient or httpx.Client."""
+    x, y = digits(classes)
+    r = client.post(
+        f"/v1/learners/{name}/tasks", files={"file": ("t.npz", npz_bytes(x=x, y=y))},
+        data={"holdout": str(holdout)}, headers=auth(),
+    )  # fmt: skip
+    assert r.status_code == 202, r.text
+    return r.json()["job"]["id"]
+
+
 def auth(key: str = ADMIN) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

@@ -36,7 +36,6 @@ from tests.service.support import (
     TINY,
     auth,
     digits,
-    npz_bytes,
     pg_schema,
     settings_env,
     wait_for_text,
@@ -231,16 +230,6 @@ def make_learner(client: TestClient, epochs: int = 1) -> str:
     r = client.post("/v1/learners", json=body, headers=auth())
     assert r.status_code == 201, r.text
     return name
-
-
-def upload(client: TestClient, name: str, classes: list[int], holdout: float = 0.25) -> int:
-    x, y = digits(classes)
-    r = client.post(
-        f"/v1/learners/{name}/tasks", files={"file": ("t.npz", npz_bytes(x=x, y=y))},
-        data={"holdout": str(holdout)}, headers=auth(),
-    )  # fmt: skip
-    assert r.status_code == 202, r.text
-    return r.json()["job"]["id"]
 
 
 def predict(client: TestClient, name: str) -> Any:

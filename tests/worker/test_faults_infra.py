@@ -7,6 +7,7 @@ with, terminated with pg_terminate_backend.
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from tests.service.support import PG_SERVER, auth, wait_job
+from tests.service.support import PG_SERVER, auth, upload, wait_job
 from tests.worker.faults_support import (
     RedisServer,
     fault_stack,
@@ -25,7 +26,6 @@ from tests.worker.faults_support import (
     predict,
     record,
     redis_server,
-    upload,
     versions_consistent,
     versions_of_task,
     wait_training,
@@ -33,7 +33,7 @@ from tests.worker.faults_support import (
 )
 
 Stack = tuple[Settings, TestClient]
-LONG = 120  # epochs: several seconds of training, so the job is still running when Redis is back
+LONG = 120  # epochs: several seconds of training, so the job is still running while connections drop
 DOWN_S = 1.5  # how long Redis stays down
 
 
@@ -61,15 +61,19 @@ def finish_or_retry(client: TestClient, job_id: int) -> tuple[dict, dict | None]
 
 def test_fault_redis_restarted_mid_job(stack: Stack, broker: RedisServer):
     settings, client = stack
-    with workers(settings, "redis-restart"):
+    with workers(settings, "redis-restart") as (worker,):
         name = make_learner(client, epochs=LONG)
         j1, j2 = upload(client, name, [0, 1]), upload(client, name, [2, 3])
         wait_training(settings, j1)
         waiting = broker.client().llen(settings.queue)  # j2's message: the busy worker has not taken it
         started = time.monotonic()
+        # The worker is paused while Redis is away, so j1 is surely mid-training when Redis is back
+        # however fast this machine trains; its connections to Redis die all the same.
+        worker.send_signal(signal.SIGSTOP)
         broker.shutdown()  # SHUTDOWN NOSAVE
         time.sleep(DOWN_S)
         broker.start()  # the same port again
+        worker.send_signal(signal.SIGCONT)
         restarted_s = time.monotonic() - started
         assert broker.client().llen(settings.queue) == 0  # every message in it is lost
         assert job_row(settings, j1).state == "running"  # training needs no broker
@@ -85,7 +89,8 @@ def test_fault_redis_restarted_mid_job(stack: Stack, broker: RedisServer):
     record(
         "redis_restart_mid_job",
         {
-            "restart": f"SHUTDOWN NOSAVE, {DOWN_S} s down, start again on the same port",
+            "restart": f"SHUTDOWN NOSAVE, {DOWN_S} s down, start again on the same port; the worker "
+            "paused (SIGSTOP) meanwhile so the job is mid-training when Redis returns",
             "broker_down_s": round(restarted_s, 2),
             "messages_lost_in_restart": waiting,
             "running_job": first["state"] + (" then retried: " + first_retry["state"] if first_retry else ""),
@@ -117,13 +122,17 @@ def test_fault_postgres_connections_dropped_mid_job(stack: Stack):
     settings, client = stack
     app_name = f"dgm-fault-{uuid.uuid4().hex[:8]}"  # tells the worker's backends from the API's and ours
     url = f"{settings.database_url}&application_name={app_name}"
-    with workers(settings, "pg-drop", database_url=url):
+    with workers(settings, "pg-drop", database_url=url) as (worker,):
         name = make_learner(client, epochs=LONG)
         assert wait_job(client, upload(client, name, [0, 1]))["state"] == "succeeded"
         job_id = upload(client, name, [2, 3])
         wait_training(settings, job_id)
-        rounds, dropped = 0, 0
         started = time.monotonic()
+        # First drop with the worker paused, so it lands mid-job however fast this machine trains: the
+        # worker holds a pooled connection from its progress writes, and finds it dead when it resumes.
+        worker.send_signal(signal.SIGSTOP)
+        dropped, rounds = terminate(app_name), 1
+        worker.send_signal(signal.SIGCONT)
         while True:  # drop the worker's connections again and again while it trains
             job = job_row(settings, job_id)
             if job.state != "running" or (job.progress or {}).get("fraction", 0) > 0.8:

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from core.settings import Settings
 from core.storage import ArtifactStore
-from tests.service.support import auth
+from tests.service.support import auth, upload
 from tests.worker.faults_support import (
     RedisServer,
     fault_stack,
@@ -26,7 +26,6 @@ from tests.worker.faults_support import (
     predict,
     record,
     redis_server,
-    upload,
     versions_consistent,
     versions_of_task,
 )

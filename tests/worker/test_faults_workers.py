@@ -22,7 +22,7 @@ from core.orm import utcnow
 from core.queue import enqueue_train
 from core.settings import Settings
 from core.sweeper import sweep
-from tests.service.support import auth, digits, npz_bytes, wait_job
+from tests.service.support import auth, digits, npz_bytes, upload, wait_job
 from tests.worker.faults_support import (
     RedisServer,
     fault_stack,
@@ -35,7 +35,6 @@ from tests.worker.faults_support import (
     redis_server,
     sigkill,
     task_ordinal,
-    upload,
     versions_consistent,
     versions_of_task,
     wait_training,

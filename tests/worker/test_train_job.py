@@ -14,7 +14,7 @@ from core.orm import Job, ModelVersion, Task, utcnow
 from core.settings import Settings
 from core.sweeper import sweep
 from service.app import create_app
-from tests.service.support import ADMIN, TINY, auth, digits, npz_bytes
+from tests.service.support import ADMIN, TINY, auth, upload
 from worker.train import claim_job, run_job
 
 
@@ -42,16 +42,6 @@ def settings(tmp_path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
         yield c
-
-
-def upload(client: TestClient, name: str, classes: list[int], holdout: float = 0.25) -> int:
-    x, y = digits(classes)
-    r = client.post(
-        f"/v1/learners/{name}/tasks", files={"file": ("t.npz", npz_bytes(x=x, y=y))},
-        data={"holdout": str(holdout)}, headers=auth(),
-    )  # fmt: skip
-    assert r.status_code == 202, r.text
-    return r.json()["job"]["id"]
 
 
 def learner(client: TestClient, name: str = "w") -> str:
