@@ -21,6 +21,7 @@ from core.images import check_pixels, decode_image, to_nchw
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_LABEL_CHARS = 200
+COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")  # control, format, surrogate, private, unassigned
 
 
@@ -49,6 +50,16 @@ def read_upload(
 
 
 def _check_bounds(filename: str, infos: list[zipfile.ZipInfo], max_unpacked: int, max_entries: int) -> None:
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise CorruptFile(
+                f"{filename}: entry {info.filename!r} is encrypted; upload an archive without a password"
+            )
+        if info.compress_type not in COMPRESSIONS:
+            raise CorruptFile(
+                f"{filename}: entry {info.filename!r} uses compression method {info.compress_type}; "
+                "use stored or deflate (what numpy and most zip tools write)"
+            )
     if len(infos) > max_entries:
         raise PayloadTooLarge(f"{filename}: {len(infos)} entries, more than the limit of {max_entries}")
     total = sum(i.file_size for i in infos)

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     stuck_after_s: float = Field(120.0, ge=1)  # a queued job untouched this long is re-enqueued
     visibility_timeout_s: int = Field(6 * 3600, ge=60)  # Redis: above the longest training
     log_json: bool = False  # DGM_LOG_JSON=1: API and worker log one JSON object per line
-    metrics_public: bool = True  # /metrics without a key (scrapers); false: it needs an admin key
+    # /metrics needs an admin key (its labels name every learner); true: open, for a private network
+    metrics_public: bool = False
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

@@ -101,7 +101,13 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            self.metrics.observe(scope["method"], route, status, time.perf_counter() - start)
+            method = (
+                scope["method"] if scope["method"] in METHODS else "OTHER"
+            )  # a label set clients can't grow
+            self.metrics.observe(method, route, status, time.perf_counter() - start)
+
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ClassifierCacheCollector(Collector):

@@ -213,7 +213,9 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     else:
         verify_parent(store, plan.parent)
         learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
+    renew(reporter, job_id)  # loading the parent took time the lease must cover
     report = learner.learn_task(x, labels, progress=reporter.progress, should_stop=reporter.should_stop)
+    renew(reporter, job_id)  # evaluation and the file writes come next, with no progress writes
     accuracy = evaluate(learner, store, plan.holdouts)
     files = write_version_files(store, learner, plan, job_id)
     try:
@@ -224,6 +226,13 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     log.info("job %s: published version %d after %.2f s of training", job_id, number, report.seconds)
     if not settings.keep_training_data:
         store.delete(plan.data_uri)
+
+
+def renew(reporter: JobReporter, job_id: int) -> None:
+    """Renew the lease now; stop here if another worker holds the job (it will publish, not us)."""
+    reporter.write(None)
+    if reporter.lease_lost:
+        raise LeaseLost(f"job {job_id} is no longer leased to this worker")
 
 
 def discard_unpublished(settings: Settings, store: ArtifactStore, checkpoint_uri: str) -> None:

@@ -232,7 +232,7 @@ def dashboard_activate(
     if not viewer.admin:
         raise Forbidden("rolling back needs a key with the admin scope; sign in with an admin key")
     sent = request.headers.get(CSRF_HEADER, "")
-    if not hmac.compare_digest(sent, viewer.csrf()):
+    if not hmac.compare_digest(sent.encode(), viewer.csrf().encode()):  # bytes: non-ASCII headers too
         raise Forbidden("missing or wrong X-CSRF-Token header; use the button on the dashboard page")
     return activate_version(name, number, session)
 

@@ -82,8 +82,8 @@ async def predict(name: str, request: Request) -> Response:
         x = _npy_batch(await read_body(request, limit), shape, limit)
         top_k, version = _int({}, request, "top_k", 1), _int({}, request, "version", None)
     else:
-        body = _json_body(await read_body(request, limit))
-        x = np.stack([_image(item, shape, i) for i, item in enumerate(body.images)])
+        body = await run_in_threadpool(_json_body, await read_body(request, limit))  # off the event loop
+        x = await run_in_threadpool(_images, body.images, shape)
         top_k, version = body.top_k, body.version
     if len(x) > settings.max_predict_images:
         raise InvalidInput(f"{len(x)} images in one call; send at most {settings.max_predict_images}")
@@ -107,6 +107,10 @@ def _int(fields: dict[str, str], request: Request, key: str, default: int | None
         return int(raw)
     except ValueError as exc:
         raise InvalidParameter(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def _images(items: list[Any], shape: tuple[int, int, int]) -> np.ndarray:
+    return np.stack([_image(item, shape, i) for i, item in enumerate(items)])
 
 
 def _json_body(raw: bytes) -> PredictRequest:

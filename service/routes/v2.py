@@ -159,7 +159,7 @@ async def infer_version(name: str, version: str, request: Request) -> Response:
 
 
 def version_number(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 2**31 - 1:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 2**31 - 1:  # '²'.isdigit() is True
         raise InvalidParameter(f"model version must be a whole number from 1 to 2147483647, got {raw!r}")
     return int(raw)
 
@@ -210,8 +210,10 @@ async def run_inference(request: Request, name: str, number: int | None) -> Resp
     settings = request.app.state.settings
     raw = await read_body(request, settings.max_upload_bytes)
     learner = await run_in_threadpool(find_learner, request, name)
-    req, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
-    x = parse_input(req, binary, tuple(learner.image_shape), settings.max_predict_images)
+    # Parsing a large JSON tensor takes long: off the event loop, so other requests keep being answered
+    req, binary = await run_in_threadpool(split_body, raw, request.headers.get(HEADER_LENGTH))
+    shape = tuple(learner.image_shape)
+    x = await run_in_threadpool(parse_input, req, binary, shape, settings.max_predict_images)
     wanted = requested_outputs(req)
     version, classes, probs = await run_in_threadpool(classify, request, learner, number, x)
     body: dict[str, Any] = {"model_name": learner.name, "model_version": str(version), "outputs": []}
@@ -247,7 +249,8 @@ def split_body(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], b
     """The JSON request and, with the binary extension, the raw tensor bytes after it."""
     cut = len(raw)
     if header_length is not None:
-        if not header_length.strip().isdigit() or int(header_length) > len(raw):
+        length = header_length.strip()
+        if not (length.isascii() and length.isdigit()) or int(length) > len(raw):
             raise InvalidInput(
                 f"Inference-Header-Content-Length is {header_length!r} but the body has {len(raw)} bytes; "
                 "send the length in bytes of the JSON part"

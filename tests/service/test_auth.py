@@ -96,7 +96,7 @@ def test_auth_revoked_key_is_401_and_keys_are_stored_hashed(client: TestClient, 
     assert r.status_code == 422
 
 
-OPEN = {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+OPEN = {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 OPEN |= {"/v2"}  # v2 server metadata (name, version, extensions): what a client probes before health
 OPEN_PREFIXES = ("/v2/health/", "/dashboard")  # the dashboard shows a login form; its data needs a key
 

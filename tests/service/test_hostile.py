@@ -62,6 +62,17 @@ def png_claiming(width: int, height: int) -> bytes:
     )
 
 
+def encrypted_zip() -> bytes:
+    """A zip whose entry says it is encrypted (what `zip -e` writes); zipfile cannot read it."""
+    data = bytearray(zip_bytes({f"a/{i}.png": png_bytes(X[i]) for i in range(6)}))
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        at = data.find(signature)
+        while at != -1:
+            data[at + flag_at] |= 0x1  # general purpose flag bit 0: encrypted
+            at = data.find(signature, at + 4)
+    return bytes(data)
+
+
 def labelled(labels: list[str]) -> bytes:
     return npz_bytes(x=X[: len(labels)], y=np.array(labels))
 
@@ -149,6 +160,8 @@ CASES: dict[str, Case] = {
         lambda: upload("t.zip", zip_bytes({"..\\..\\evil\\0.png": png_bytes(X[0])})),
         400, "zip",
     ),
+    "zip_encrypted": ("POST", "/tasks", lambda: upload("t.zip", encrypted_zip()), 400, "encrypted"),
+    "npz_encrypted": ("POST", "/tasks", lambda: upload("t.npz", encrypted_zip()), 400, "encrypted"),
     # -- uploads: labels
     "empty_label": ("POST", "/tasks", lambda: upload("t.npz", labelled([""] * 24 + ["b"] * 24)), 400, "non-empty"),
     "blank_label": ("POST", "/tasks", lambda: upload("t.npz", labelled([" "] * 24 + ["b"] * 24)), 400, "non-empty"),
@@ -242,6 +255,12 @@ CASES: dict[str, Case] = {
     ),
     "key_unknown_scope": ("POST", "/../../keys", lambda: {"json": {"name": "k", "scopes": ["root"]}}, 422, "scopes"),
     "key_name_10kB": ("POST", "/../../keys", lambda: {"json": {"name": "k" * 10_000, "scopes": ["predict"]}}, 422, "name"),
+    "v2_version_superscript": ("GET", "/../../../v2/models/{learner}/versions/%C2%B2", lambda: {}, 422, "whole number"),
+    "v2_infer_json_bomb": (
+        "POST", "/../../../v2/models/{learner}/infer",
+        lambda: {"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"content-type": "application/json"}},
+        400, "nested too deeply",
+    ),
     "job_id_not_a_number": ("GET", "/../../jobs/abc", lambda: {}, 422, "job_id"),
     "job_id_huge": ("GET", "/../../jobs/99999999999999999999", lambda: {}, 404, "no job"),
 }  # fmt: skip
@@ -262,7 +281,9 @@ def test_hostile_input_is_4xx_and_changes_nothing(
 ):
     method, path, kwargs, status, words = CASES[case]
     url = f"/v1/learners/{trained}{path}"
-    if "/../../" in url:
+    if "/../../../" in url:  # outside /v1
+        url = "/" + url.split("/../../../", 1)[1].format(learner=trained)
+    elif "/../../" in url:
         url = "/v1/" + url.split("/../../", 1)[1]
     request = kwargs()
     request["headers"] = {**auth(), **request.get("headers", {})}
