@@ -24,7 +24,7 @@ import hmac
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -115,6 +115,12 @@ def login(
     key: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/dashboard",
 ) -> Response:
+    # Login CSRF: another site must not sign this browser in under a key of its choosing. Browsers say
+    # where a form came from in Sec-Fetch-Site; Origin is "null" under the pages' no-referrer policy.
+    origin = request.headers.get("origin", "null")
+    foreign = origin != "null" and urlsplit(origin).netloc != request.headers.get("host", "")
+    if foreign or request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        raise Forbidden("sign in from the dashboard's own page; this form was posted from another site")
     key = key.strip()
     admin = settings.admin_key.get_secret_value() if settings.admin_key else None
     try:

@@ -85,6 +85,21 @@ def test_dashboard_login_sets_a_strict_httponly_cookie_and_shows_the_learner(
         assert img.status_code == 200 and img.content[:8] == b"\x89PNG\r\n\x1a\n", src
 
 
+def test_dashboard_login_posted_from_another_site_is_refused(browser_client: TestClient):
+    """Login CSRF: a form on another origin must not sign the browser in under the attacker's key."""
+    r = browser_client.post(
+        "/dashboard/login", data={"key": ADMIN, "next": "/dashboard"},
+        headers={"origin": "https://evil.example"}, follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 403 and "another site" in r.json()["detail"]
+    assert COOKIE not in r.headers.get("set-cookie", "")
+    r = browser_client.post(
+        "/dashboard/login", data={"key": ADMIN, "next": "/dashboard"},
+        headers={"origin": "null", "sec-fetch-site": "cross-site"}, follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 403 and COOKIE not in r.headers.get("set-cookie", "")
+
+
 def test_dashboard_open_redirect_is_refused(browser_client: TestClient):
     r = sign_in(browser_client, ADMIN, "https://evil.example/")
     assert r.status_code == 303 and r.headers["location"] == "/dashboard"
