@@ -82,15 +82,10 @@ def add_error_handlers(app: FastAPI) -> None:
         if isinstance(exc.__cause__, AppError):  # e.g. the body limit, hit while FastAPI read the body
             return await app_error(_request, exc.__cause__)
         detail = str(exc.detail)
-        if isinstance(exc.__cause__, RecursionError):
+        if isinstance(exc.__cause__, RecursionError):  # json.loads recurses once per nesting level
             detail = "the request body is nested too deeply to parse; flatten it"
         name = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
         return error_body(name, detail, exc.status_code, getattr(exc, "headers", None))
-
-    @app.exception_handler(RecursionError)
-    async def too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
-        # json.loads recurses per nesting level: a body like [[[[...]]]] ends here, not in a 500
-        return error_body("InvalidInput", "the request body is nested too deeply to parse; flatten it", 400)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,11 +11,21 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from fastapi import Request
+
 from core.errors import ArtifactCorrupt
-from core.orm import ModelVersion
+from core.orm import Learner, ModelVersion
 from core.storage import ArtifactStore
+from service.views import get_version
 
 log = logging.getLogger(__name__)
+
+
+def served(request: Request, learner: Learner, number: int | None) -> tuple[ModelVersion, Any]:
+    """Version `number` of `learner` (None: the active one) and its classifier, through the app's cache."""
+    with request.app.state.sessions() as s:
+        version = get_version(s, learner, number)
+    return version, request.app.state.classifiers.get(version)
 
 
 class ClassifierCache:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,12 @@ def get_learner(session: Session, name: str) -> Learner:
     if learner is None:
         raise UnknownLearner(f"no learner named {name!r}; list them with GET /v1/learners or create it first")
     return learner
+
+
+def learner_named(request: Request, name: str) -> Learner:
+    """`get_learner` in a short session of its own, for routes that work in the thread pool."""
+    with request.app.state.sessions() as s:
+        return get_learner(s, name)
 
 
 def get_version(session: Session, learner: Learner, number: int | None) -> ModelVersion:

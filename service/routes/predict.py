@@ -22,10 +22,11 @@ from core.images import check_pixels, decode_image, resize_batch, to_nchw
 from core.orm import Learner
 from core.schemas import Prediction, PredictRequest, PredictResponse
 from core.settings import Settings
+from service.classifiers import served
 from service.deps import PredictKey
 from service.metrics import count_predictions
 from service.uploads import read_body, receive_form
-from service.views import get_learner, get_version
+from service.views import learner_named
 
 router = APIRouter(prefix="/v1/learners", tags=["predict"])
 
@@ -63,7 +64,8 @@ PREDICT_DOC = {
 )
 async def predict(name: str, request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    shape, learner = await run_in_threadpool(_learner, request, name)
+    learner = await run_in_threadpool(learner_named, request, name)
+    shape = tuple(learner.image_shape)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limit = settings.max_upload_bytes
     if ctype == "multipart/form-data":
@@ -90,13 +92,6 @@ async def predict(name: str, request: Request) -> Response:
     answer = await run_in_threadpool(_predict, request, learner, x, top_k, version)
     # Already a validated model: serialise it once here instead of letting FastAPI re-validate it.
     return Response(answer.model_dump_json(), media_type="application/json")
-
-
-def _learner(request: Request, name: str) -> tuple[tuple[int, int, int], Learner]:
-    """The learner (its image shape is needed to parse the body), read once per request."""
-    with request.app.state.sessions() as s:
-        learner = get_learner(s, name)
-        return tuple(learner.image_shape), learner
 
 
 def _int(fields: dict[str, str], request: Request, key: str, default: int | None) -> int | None:
@@ -174,9 +169,7 @@ def _npy_batch(raw: bytes, shape: tuple[int, int, int], limit: int) -> np.ndarra
 def _predict(
     request: Request, learner: Learner, x: np.ndarray, top_k: int | None, number: int | None
 ) -> PredictResponse:
-    with request.app.state.sessions() as s:
-        version = get_version(s, learner, number)
-    clf = request.app.state.classifiers.get(version)
+    version, clf = served(request, learner, number)
     k = 1 if top_k is None else top_k
     if not 1 <= k <= len(clf.classes):
         raise InvalidParameter(

@@ -22,7 +22,7 @@ from core.settings import Settings
 from core.storage import ArtifactStore
 from service.deps import AnyKey, SessionDep, TrainKey
 from service.uploads import UploadedFile, receive_form
-from service.views import get_learner, task_read, tasks_of
+from service.views import get_learner, learner_named, task_read, tasks_of
 
 router = APIRouter(prefix="/v1/learners", tags=["tasks"])
 
@@ -55,7 +55,7 @@ async def upload_task(name: str, request: Request) -> UploadAccepted:
     settings: Settings = request.app.state.settings
     folder = Path(tempfile.mkdtemp(prefix="dgm-upload-"))
     try:
-        await run_in_threadpool(_learner_exists, request, name)  # 404 before reading the body
+        await run_in_threadpool(learner_named, request, name)  # 404 before reading the body
         form = await receive_form(request, settings.max_upload_bytes, folder)
         upload = _the_file(form.files)
         holdout = _holdout(form.fields.get("holdout", request.query_params.get("holdout", "0")), settings)
@@ -64,11 +64,6 @@ async def upload_task(name: str, request: Request) -> UploadAccepted:
         shutil.rmtree(folder, ignore_errors=True)
     enqueue_train(request.app.state.celery, settings, accepted.job.id)  # after the commit
     return accepted
-
-
-def _learner_exists(request: Request, name: str) -> None:
-    with request.app.state.sessions() as s:
-        get_learner(s, name)
 
 
 def _the_file(files: list[UploadedFile]) -> UploadedFile:

@@ -28,11 +28,12 @@ from sqlalchemy import select
 from core.errors import AppError, InvalidInput, InvalidParameter
 from core.images import check_pixels, to_nchw
 from core.orm import Learner, ModelVersion
+from service.classifiers import served
 from service.deps import PredictKey
 from service.metrics import count_predictions
 from service.routes import health
 from service.uploads import read_body
-from service.views import get_learner, get_version
+from service.views import get_learner, get_version, learner_named
 
 INPUT = "images"
 OUTPUTS = ("label", "score")
@@ -190,9 +191,7 @@ def metadata(request: Request, name: str, number: int | None) -> dict[str, Any]:
 
 def readiness(request: Request, name: str, number: int | None) -> dict[str, Any]:
     """Ready when the version (default: the active one) exists and its classifier loads."""
-    with request.app.state.sessions() as s:
-        version = get_version(s, get_learner(s, name), number)
-    request.app.state.classifiers.get(version)
+    version, _ = served(request, learner_named(request, name), number)
     return {"name": name, "version": str(version.number), "ready": True}
 
 
@@ -209,7 +208,7 @@ class Wanted:
 async def run_inference(request: Request, name: str, number: int | None) -> Response:
     settings = request.app.state.settings
     raw = await read_body(request, settings.max_upload_bytes)
-    learner = await run_in_threadpool(find_learner, request, name)
+    learner = await run_in_threadpool(learner_named, request, name)
     # Parsing a large JSON tensor takes long: off the event loop, so other requests keep being answered
     req, binary = await run_in_threadpool(split_body, raw, request.headers.get(HEADER_LENGTH))
     shape = tuple(learner.image_shape)
@@ -231,16 +230,9 @@ async def run_inference(request: Request, name: str, number: int | None) -> Resp
     )
 
 
-def find_learner(request: Request, name: str) -> Learner:
-    with request.app.state.sessions() as s:
-        return get_learner(s, name)
-
-
 def classify(request: Request, learner: Learner, number: int | None, x: np.ndarray) -> tuple:
     """(version number, class names, N x K softmax scores), through the API's classifier cache."""
-    with request.app.state.sessions() as s:
-        version = get_version(s, learner, number)
-    clf = request.app.state.classifiers.get(version)
+    version, clf = served(request, learner, number)
     probs = clf.scores(x)
     return version.number, list(clf.classes), probs
 

@@ -84,6 +84,16 @@ def upload(client: Any, name: str, classes: list[int], holdout: float = 0.25) ->
     return r.json()["job"]["id"]
 
 
+class Broker:
+    """Stands in for the Celery app when a test runs a job in-process: records what the job sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, float | None]] = []
+
+    def send_task(self, name: str, args: list, queue: str, countdown: float | None = None) -> None:
+        self.sent.append((args[0], countdown))
+
+
 def auth(key: str = ADMIN) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from core.settings import Settings
 from core.storage import ArtifactStore
-from tests.service.support import auth, upload
+from tests.service.support import Broker, auth, upload
 from tests.worker.faults_support import (
     RedisServer,
     fault_stack,
@@ -32,13 +32,6 @@ from tests.worker.faults_support import (
 from worker.train import run_job
 
 Stack = tuple[Settings, TestClient]
-
-
-class Broker:
-    """Takes the job's follow-up messages (next task, countdowns): no worker process runs here."""
-
-    def send_task(self, name: str, args: list, queue: str, countdown: float | None = None) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -14,18 +14,8 @@ from core.orm import Job, ModelVersion, Task, utcnow
 from core.settings import Settings
 from core.sweeper import sweep
 from service.app import create_app
-from tests.service.support import ADMIN, TINY, auth, upload
+from tests.service.support import ADMIN, TINY, Broker, auth, upload
 from worker.train import claim_job, run_job
-
-
-class Broker:
-    """Records what the job sends instead of talking to a broker."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, float | None]] = []
-
-    def send_task(self, name: str, args: list, queue: str, countdown: float | None = None) -> None:
-        self.sent.append((args[0], countdown))
 
 
 @pytest.fixture
