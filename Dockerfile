@@ -18,8 +18,6 @@ FROM python:3.11-slim AS runtime
 RUN useradd --create-home --uid 1000 dgm && mkdir -p /data/artifacts && chown -R dgm /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY alembic.ini ./
-COPY migrations migrations
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 DGM_DATA_DIR=/data DGM_ARTIFACT_DIR=/data/artifacts
 USER dgm
 EXPOSE 8000

@@ -14,9 +14,8 @@ from core.settings import Settings
 
 
 def migrations_dir() -> Path:
-    """migrations/ beside the source tree (checkout, editable install) or in the working directory (image)."""
-    beside = Path(__file__).resolve().parent.parent / "migrations"
-    return beside if beside.is_dir() else Path.cwd() / "migrations"
+    """The Alembic scripts, shipped inside the package: a checkout and any install find them here."""
+    return Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
