@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.machine import describe
 from benchmarks.reliability import update
-from benchmarks.serve import start_serve
+from benchmarks.serve import pg_schema, start_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "load-admin-key"
@@ -247,8 +247,6 @@ def phase_many(client, args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -
 
 def main(argv: list[str] | None = None) -> dict:
     import httpx
-
-    from tests.service.support import pg_schema
 
     args = parse(argv)
     x, y = fashion()

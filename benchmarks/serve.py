@@ -1,16 +1,21 @@
-"""`dgm serve` in a child process for the benchmarks: a free port, its own data folder, waits for /readyz."""
+"""Throwaway stacks for the benchmarks (and the tests): `dgm serve` in a child process on a free port with
+its own data folder, waiting for /readyz; a migrated PostgreSQL schema that is dropped afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENT = ("DGM_DATABASE_URL", "DGM_BROKER_URL", "DGM_ARTIFACT_DIR", "DGM_QUEUE")
+PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
 def free_port() -> int:
@@ -45,3 +50,24 @@ def start_serve(folder: Path, env: dict[str, str], *options: str) -> tuple[subpr
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"dgm serve did not become ready:\n{(folder / 'serve.log').read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def pg_schema(server: str = PG_SERVER) -> Iterator[str]:
+    """A fresh schema in `server`'s database, migrated to head; dropped afterwards. Yields its URL."""
+    import sqlalchemy as sa
+
+    from core.db import upgrade
+
+    name = f"dgm_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(server)
+    with engine.begin() as c:
+        c.execute(sa.text(f"CREATE SCHEMA {name}"))
+    url = f"{server}?options=-csearch_path%3D{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with engine.begin() as c:
+            c.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
+        engine.dispose()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import subprocess
 import sys
 import time
-import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +16,12 @@ import sqlalchemy as sa
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from core.db import upgrade
+from benchmarks.serve import PG_SERVER, pg_schema  # noqa: F401 - re-exported for the tests
 from core.orm import Base
 from core.settings import Settings
 from core.storage import ArtifactStore
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379"
 ADMIN = "test-admin-key"
 TINY = {
@@ -96,23 +92,6 @@ class Broker:
 
 def auth(key: str = ADMIN) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-@contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
-    """A fresh schema in database `test`, migrated to head; dropped afterwards. Yields its URL."""
-    name = f"dgm_test_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(PG_SERVER)
-    with engine.begin() as c:
-        c.execute(sa.text(f"CREATE SCHEMA {name}"))
-    url = f"{PG_SERVER}?options=-csearch_path%3D{name}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with engine.begin() as c:
-            c.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
-        engine.dispose()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

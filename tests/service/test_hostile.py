@@ -277,9 +277,10 @@ def stored(client: TestClient, settings: Settings, learner: str) -> tuple[Any, .
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_hostile_input_is_4xx_and_changes_nothing(
-    client: TestClient, pg_settings: Settings, trained: str, case
+    client: TestClient, pg_settings: Settings, trained: str, case, record_property
 ):
     method, path, kwargs, status, words = CASES[case]
+    record_property("expected_status", status)  # read from the JUnit XML by benchmarks/hostile.py
     url = f"/v1/learners/{trained}{path}"
     if "/../../../" in url:  # outside /v1
         url = "/" + url.split("/../../../", 1)[1].format(learner=trained)
