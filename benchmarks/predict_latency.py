@@ -1,7 +1,7 @@
 """Predict latency over HTTP against a bare forward pass of the same network, at version 1 and 10.
 
 Starts `dgm serve` (embedded: SQLite, filesystem broker, one worker) in a temp dir, teaches one learner
-ten one-class tasks (sklearn digits resized to 28x28, preset `small`, 1 epoch each), then measures:
+ten one-class tasks (28x28 digits drawn by benchmarks.digits, preset `small`, 1 epoch each), then measures:
   - HTTP single image (JSON arrays) and batches of 64 (JSON and the raw .npy fast path): p50/p99, img/s
   - the bare forward pass (dgm.inference.Classifier.predict) on the same classifier file, same process
   - both at version 1 (1 class) and version 10 (10 classes, after expansion)
@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.digits import glyph_digits
 from benchmarks.serve import embedded_env, start_serve
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+# Beside a checkout, the committed results; from an installed package, the working directory.
+RESULTS = ROOT / "benchmarks" / "results" if (ROOT / "benchmarks" / "results").is_dir() else Path.cwd()
 KEY = "bench-admin-key"
 
 
@@ -48,18 +50,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.requests, args.batches, args.tasks, args.preset = 20, 5, 2, "tiny"
     return args
-
-
-def images(n_per_class: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """sklearn digits, 8x8 -> 28x28 uint8 (the shape of MNIST-like clients)."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.images / 16 * 255).astype(np.uint8)
-    big = np.stack([np.asarray(Image.fromarray(i).resize((28, 28), Image.Resampling.BILINEAR)) for i in x])
-    keep = np.concatenate([np.where(d.target == c)[0][:n_per_class] for c in range(10)])
-    return big[keep], d.target[keep]
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -162,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    x, y = images()
+    x, y = glyph_digits(per_class=60)  # 28x28 uint8, the shape of MNIST-like clients
     with tempfile.TemporaryDirectory(prefix="dgm-bench-") as tmp:
         data = Path(tmp)
         env = embedded_env(data, DGM_ADMIN_KEY=KEY, DGM_DEVICE="cpu", DGM_API_TORCH_THREADS=str(args.threads))
