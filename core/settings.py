@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # busy machine several OpenMP threads per forward pass wait on each other (80 ms instead of 1 ms).
     api_torch_threads: int = Field(1, ge=0)
     device: str | None = None  # training device; None: cuda if available
+    # Device of the served classifiers (predict, v2 infer, sample grids). `auto`: the GPU when torch sees
+    # one, else the CPU; `cuda` on a machine without a GPU stops the API at start instead of at a request.
+    serve_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
     progress_interval_s: float = Field(1.0, ge=0)  # throttle for progress writes and cancel checks
     lease_s: int = Field(300, ge=5)  # a running job's lease; renewed by every progress write

@@ -18,7 +18,7 @@ from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.storage import ArtifactStore
 from core.sweeper import start_sweeper
-from service.classifiers import ClassifierCache
+from service.classifiers import ClassifierCache, serving_device
 from service.limits import BodyLimit, RateLimiter
 from service.metrics import Metrics, MetricsMiddleware, metrics_router
 from service.routes import dashboard, health, jobs, keys, learners, plots, predict, tasks, versions
@@ -53,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = session_factory(settings)
     app.state.store = store
     app.state.celery = make_celery(settings)
-    app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size)
+    device = serving_device(settings.serve_device)
+    log.info("classifiers are served on %s", device)
+    app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size, device)
     app.state.sample_grids = GridCache()
     app.state.rate_limiter = RateLimiter(settings.predict_rate_per_s, settings.predict_burst)
     app.add_middleware(BodyLimit, settings=settings)

@@ -21,6 +21,20 @@ from service.views import get_version
 log = logging.getLogger(__name__)
 
 
+def serving_device(name: str) -> str:
+    """The torch device for DGM_SERVE_DEVICE: `auto` takes the GPU when there is one; `cuda` needs one."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"DGM_SERVE_DEVICE={name}, but torch sees no GPU (torch {torch.__version__}); "
+            "set DGM_SERVE_DEVICE=auto or cpu, or install a CUDA build of torch"
+        )
+    return name
+
+
 def served(request: Request, learner: Learner, number: int | None) -> tuple[ModelVersion, Any]:
     """Version `number` of `learner` (None: the active one) and its classifier, through the app's cache."""
     with request.app.state.sessions() as s:
@@ -29,8 +43,8 @@ def served(request: Request, learner: Learner, number: int | None) -> tuple[Mode
 
 
 class ClassifierCache:
-    def __init__(self, store: ArtifactStore, size: int) -> None:
-        self.store, self.size = store, size
+    def __init__(self, store: ArtifactStore, size: int, device: str = "cpu") -> None:
+        self.store, self.size, self.device = store, size, device
         self._items: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = self.evictions = 0  # read by /metrics
@@ -62,7 +76,7 @@ class ClassifierCache:
                 "restore the artifact store or activate another version",
             )
         try:
-            return Classifier.load(path, device="cpu", sha256=version.classifier_sha256)
+            return Classifier.load(path, device=self.device, sha256=version.classifier_sha256)
         except CheckpointError as exc:
             raise self._refuse(
                 version,

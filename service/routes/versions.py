@@ -82,7 +82,7 @@ def _samples_png(request: Request, name: str, number: int) -> bytes:
     from dgm import CheckpointError, Learner
 
     try:
-        learner = Learner.load(store.path(uri), device="cpu")
+        learner = Learner.load(store.path(uri), device=request.app.state.classifiers.device)
     except CheckpointError as exc:
         raise ArtifactCorrupt(f"version {number}: {exc}") from exc
     png = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
