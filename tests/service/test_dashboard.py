@@ -201,7 +201,9 @@ def chrome() -> Iterator:
 
 
 @pytest.mark.skipif(
-    not HAVE_CHROMIUM, reason="chromium and chromium-driver are not installed (.ci/run installs them)"
+    not HAVE_CHROMIUM,
+    reason="the dashboard in a real browser: chromium and chromium-driver are not installed "
+    "(apt-get install -y chromium chromium-driver; .ci/run installs them)",
 )
 def test_dashboard_in_chromium_plots_rollback_and_live_progress(
     client: TestClient, pg_settings: Settings, learner: str, chrome
