@@ -18,11 +18,17 @@ def migrations_dir() -> Path:
     return Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def ensure_sqlite_folder(url: str) -> None:
+    """SQLite creates its file but not the folder it sits in (`dgm migrate` on a fresh machine)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -66,6 +72,7 @@ def alembic_config(url: str):  # noqa: ANN201 - alembic.config.Config, imported 
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
+    ensure_sqlite_folder(url)
     command.upgrade(alembic_config(url), revision)
 
 
