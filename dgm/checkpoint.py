@@ -66,8 +66,8 @@ def save_learner(learner: Learner, path: str | Path) -> None:
     for t, task_masks in enumerate(gen.task_masks):
         tensors.update({f"mask.{t}.{l}": m.to(torch.uint8) for l, m in enumerate(task_masks)})
     tensors.update({f"cumulative.{l}": c.to(torch.uint8) for l, c in enumerate(gen.cumulative)})
-    if learner.discriminator is not None:
-        tensors.update({f"disc.{k}": v for k, v in learner.discriminator.state_dict().items()})
+    if learner.classifier is not None:
+        tensors.update({f"disc.{k}": v for k, v in _classifier_state(learner).items()})
     state = {
         "widths": gen.widths,
         "task_caps": gen.task_caps,
@@ -102,11 +102,11 @@ def load_learner(path: str | Path, device: str | torch.device | None = None) -> 
     learner.classes = list(state["classes"])
     learner.history = list(state["history"])
     if learner.classes:
-        learner.discriminator = _build_disc(tensors, state).eval()
+        learner.classifier = _build_disc(tensors, state).eval()
     learner.device = resolve_device(device)
     learner.generator.to(learner.device)
-    if learner.discriminator is not None:
-        learner.discriminator.to(learner.device)
+    if learner.classifier is not None:
+        learner.classifier.to(learner.device)
     return learner
 
 
@@ -127,11 +127,16 @@ def _build_disc(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Discr
 
 
 def save_classifier(learner: Learner, path: str | Path) -> None:
-    if learner.discriminator is None:
+    if learner.classifier is None:
         raise CheckpointError("nothing to save: the learner has not learned any task yet")
-    tensors = {f"disc.{k}": v for k, v in learner.discriminator.state_dict().items()}
+    tensors = {f"disc.{k}": v for k, v in _classifier_state(learner).items()}
     meta = {"kind": "classifier", "state": _disc_meta(learner), "config": learner.config.to_dict()}
     _write(tensors, meta, path)
+
+
+def _classifier_state(learner: Learner) -> dict[str, torch.Tensor]:
+    """The serving classifier's tensors; a projection critic's class embedding only judges, it never serves."""
+    return {k: v for k, v in learner.classifier.state_dict().items() if not k.startswith("embed.")}
 
 
 def load_classifier_parts(path: str | Path) -> tuple[Discriminator, dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from dgm.errors import DGMInputError
 
 Variant = Literal["dgmw", "dgma"]
+ClassifierKind = Literal["consolidated", "critic_head"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class LearnerConfig:
     max_classes: int = 64
     ngf: int = 6  # generator base width: channels (4*ngf, 2*ngf, ngf); DGMw 6, DGMa 20 in the paper
     ndf: int = 32  # discriminator base width: channels (ndf, 2*ndf, 4*ndf)
-    epochs: int = 101  # epochs per task
+    epochs: int = 101  # passes over the upload per task (a floor; `steps` is the other)
+    steps: int = 0  # floor on generator steps per task, whatever the upload's size (0: epochs only)
     batch_size: int = 64
     lr: float = 2e-3  # Adam lr for D and G (MNIST default)
     beta1: float = 0.5
@@ -32,7 +34,13 @@ class LearnerConfig:
     lam: float = 0.08  # sparsity weight lambda (DGMa paper default 0.01)
     lam_gp: float = 1.0  # WGAN-GP weight
     lam_adv: float = 1.0
-    aux_g: bool = True  # CE on fakes in G's loss: needed to tie labels to images when a task has >1 class
+    aux_g: bool = False  # CE on fakes through the critic's class head in G's loss (official: ImageNet only)
+    projection: bool = True  # conditional (projection) critic: binds each head to its own class
+    classifier: ClassifierKind = "consolidated"  # what serves: see dgm/consolidate.py; "critic_head" = official
+    consolidate_per_class: int = 800  # generated images per class per consolidation epoch
+    consolidate_epochs: int = 4
+    consolidate_real: bool = False  # add the task's real images to consolidation (teaches real vs fake)
+    fidelity_epochs: int = 3  # the independent per-task classifier that scores the memory (0: off)
     replay_per_class: int = 2000  # cap on replayed samples per old class (paper: the task's size)
     min_samples_per_class: int = 8
     grad_clip_g: float = 1e4
@@ -50,9 +58,15 @@ class LearnerConfig:
             problems.append(f"variant must be 'dgmw' or 'dgma', got {self.variant!r}")
         if self.max_classes < 1 or self.nz <= self.max_classes:
             problems.append(f"nz ({self.nz}) must exceed max_classes ({self.max_classes}) so noise remains")
-        for name in ("ngf", "ndf", "epochs", "batch_size", "replay_per_class", "min_samples_per_class"):
+        if self.classifier not in ("consolidated", "critic_head"):
+            problems.append(f"classifier must be 'consolidated' or 'critic_head', got {self.classifier!r}")
+        positive = ("ngf", "ndf", "epochs", "batch_size", "replay_per_class", "min_samples_per_class")
+        for name in (*positive, "consolidate_per_class", "consolidate_epochs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        for name in ("steps", "fidelity_epochs"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0")
         for name in ("lr", "s_max"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
@@ -116,7 +130,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         ngf=4,
         ndf=8,
         epochs=2,
+        steps=120,
         batch_size=32,
+        consolidate_per_class=160,
         lr=2e-3,
         replay_per_class=64,
         min_samples_per_class=4,

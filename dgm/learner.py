@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from dgm import images
+from dgm import fidelity
 from dgm.config import LearnerConfig
+from dgm.consolidate import consolidate
 from dgm.errors import DGMInputError
 from dgm.networks import LAYER_NAMES, Discriminator, Generator
 from dgm.train import ProgressFn, TaskTrainer, generate
@@ -43,6 +45,10 @@ class TaskReport:
     units_added: dict[str, int]  # channels added by expansion after this task
     free: dict[str, int]  # free weights/units after expansion
     losses: dict[str, float]
+    # every known class -> fraction of its generated samples that an independent classifier, trained on
+    # its task's real images, assigns to it (dgm/fidelity.py); None for classes of one-class tasks
+    fidelity: dict[str, float | None]
+    low_fidelity: list[str]  # this task's classes whose fidelity is below fidelity.WARN_BELOW
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +77,7 @@ class Learner:
         self.history: list[dict[str, Any]] = []
         torch.manual_seed(seed)
         self.generator = Generator(config).to(self.device)
-        self.discriminator: Discriminator | None = None
+        self.classifier: Discriminator | None = None  # what predict() uses; see dgm/consolidate.py
 
     # ----- learning --------------------------------------------------------------------------
     def check_task(self, x: np.ndarray, y: Sequence[Any]) -> tuple[torch.Tensor, list[str], list[str]]:
@@ -104,11 +110,13 @@ class Learner:
     ) -> TaskReport:
         """Learn a task of new classes. On any error or cancellation the learner is left as it was."""
         xt, labels, new = self.check_task(x, y)
-        snapshot = (copy.deepcopy(self.generator), copy.deepcopy(self.discriminator), list(self.classes))
+        # Subnormal floats appear in the mask and critic gradients; on CPU they made a step ~15x slower.
+        torch.set_flush_denormal(True)
+        snapshot = (copy.deepcopy(self.generator), copy.deepcopy(self.classifier), list(self.classes))
         try:
             return self._learn(xt, labels, new, progress, should_stop)
         except BaseException:
-            self.generator, self.discriminator, self.classes = snapshot
+            self.generator, self.classifier, self.classes = snapshot
             raise
 
     def _learn(self, xt, labels, new, progress, should_stop) -> TaskReport:
@@ -116,28 +124,36 @@ class Learner:
         task = self.generator.n_tasks
         torch.manual_seed(self.seed * 100_003 + task)
         rng = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + task)
+        cfg = self.config
         old_ids = list(range(len(self.classes)))
-        per_class = min(self.config.replay_per_class, max(labels.count(c) for c in new))
-        replay_x = generate(self.generator, old_ids, per_class, rng)
-        replay_y = torch.arange(len(old_ids), device=self.device).repeat_interleave(per_class)
-
         self.classes = self.classes + new
         index = {c: i for i, c in enumerate(self.classes)}
         yt = torch.tensor([index[c] for c in labels], device=self.device)
-        self.generator.begin_task(len(new))
         # D is re-initialised every task (reinit_D, METHOD.md §2.1): old classes live on only as replay.
-        self.discriminator = Discriminator(self.config.image_shape[0], self.config.ndf, len(self.classes))
-        self.discriminator.to(self.device)
-        trainer = TaskTrainer(self.config, self.generator, self.discriminator, task, rng)
+        critic = Discriminator(xt.shape[1], cfg.ndf, len(self.classes), projection=cfg.projection)
+        replay_x, replay_y = xt[:0], yt[:0]
+        if TaskTrainer.trains_class_head(cfg):  # it learns old classes from a fixed replay set
+            per_class = min(cfg.replay_per_class, max(labels.count(c) for c in new))
+            replay_x = generate(self.generator, old_ids, per_class, rng)
+            replay_y = torch.arange(len(old_ids), device=self.device).repeat_interleave(per_class)
+        self.generator.begin_task(len(new))
+        trainer = TaskTrainer(cfg, self.generator, critic.to(self.device), task, rng)
         self.generator.train()
         losses = trainer.run(xt, yt, replay_x, replay_y, progress, should_stop)
         self.generator.eval()
         grown = self.generator.end_task()
-        report = self._report(task, new, len(labels), time.perf_counter() - started, grown, losses)
+        if cfg.classifier == "critic_head":
+            self.classifier = critic
+        else:
+            real = (xt, yt) if cfg.consolidate_real else None
+            self.classifier = consolidate(cfg, self.generator, len(self.classes), rng, real)
+        new_ids = [index[c] for c in new]
+        scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, self.seed * 100_003 + task)
+        report = self._report(task, new, len(labels), time.perf_counter() - started, grown, losses, scores)
         self.history.append(report.as_dict())
         return report
 
-    def _report(self, task, new, n, seconds, grown, losses) -> TaskReport:
+    def _report(self, task, new, n, seconds, grown, losses, scores) -> TaskReport:
         cap = self.generator.capacity()
 
         def per_layer(values):
@@ -156,13 +172,22 @@ class Learner:
             units_added=per_layer(grown["units_added"]),
             free={k: v["free"] for k, v in cap.items()},
             losses={k: round(v, 5) for k, v in losses.items()},
+            fidelity={**self.fidelity(), **dict(zip(new, scores, strict=True))},
+            low_fidelity=[c for c, f in zip(new, scores, strict=True) if f is not None and f < fidelity.WARN_BELOW],
         )
+
+    def fidelity(self) -> dict[str, float | None]:
+        """Every known class's memory fidelity, from the task that learned it (see dgm/fidelity.py)."""
+        out: dict[str, float | None] = {}
+        for report in self.history:
+            out.update(report.get("fidelity") or {c: None for c in report["classes"]})
+        return out
 
     # ----- using what was learned -----------------------------------------------------------
     def _require_classes(self) -> Discriminator:
-        if self.discriminator is None:
+        if self.classifier is None:
             raise DGMInputError("the learner has not learned any task yet; call learn_task first")
-        return self.discriminator
+        return self.classifier
 
     @torch.no_grad()
     def predict(self, x: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -192,11 +217,16 @@ class Learner:
         return images.to_user(out, self.config.image_shape)
 
     def parameter_count(self) -> int:
-        gen = sum(
+        """Generator plus the serving classifier."""
+        gen = self.generator_parameter_count()
+        clf = sum(p.numel() for p in self.classifier.parameters()) if self.classifier else 0
+        return gen + clf
+
+    def generator_parameter_count(self) -> int:
+        """Generator weights, BN and heads (not the training-time mask embeddings)."""
+        return sum(
             p.numel() for name, p in self.generator.named_parameters() if not name.startswith("embedding")
         )
-        disc = sum(p.numel() for p in self.discriminator.parameters()) if self.discriminator else 0
-        return gen + disc
 
     # ----- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -66,11 +66,12 @@ def generate(gen: Generator, classes: list[int], per_class: int, rng: torch.Gene
 
 
 def gradient_penalty(
-    disc: Discriminator, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator
+    disc: Discriminator, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, rng: torch.Generator
 ) -> torch.Tensor:
+    """(|grad_x D(x_hat, y)| - 1)^2 on per-sample interpolates of real and fake images of label y."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, generator=rng, device=real.device)
     mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(disc.score(mix).sum(), mix, create_graph=True)
+    (grad,) = torch.autograd.grad(disc.score(mix, y).sum(), mix, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
@@ -93,8 +94,22 @@ def recalibrate_bn(disc: nn.Module, x: torch.Tensor, batch: int) -> None:
     disc.eval()
 
 
+def budget(cfg: LearnerConfig, n: int) -> tuple[int, int]:
+    """(epochs, batches per epoch) for an upload of n images: at least cfg.epochs passes and cfg.steps steps.
+
+    Counting in steps gives a small upload as many generator updates as a large one; the mask anneal
+    still runs per epoch (METHOD.md §3.3), over however many epochs the budget makes.
+    """
+    per_epoch = math.ceil(n / cfg.batch_size)
+    return max(cfg.epochs, math.ceil(cfg.steps / per_epoch)), per_epoch
+
+
 class TaskTrainer:
-    """Trains task `task` of `gen` with a fresh `disc` on real images x (N, C, 32, 32) and labels y (N,)."""
+    """Trains task `task` of `gen` with a fresh `disc` on real images x (N, C, 32, 32) and labels y (N,).
+
+    The critic's class head is trained on real + replay only where something reads it: the official
+    classifier (`classifier="critic_head"`) or the generator's aux CE (`aux_g`).
+    """
 
     def __init__(
         self, cfg: LearnerConfig, gen: Generator, disc: Discriminator, task: int, rng: torch.Generator
@@ -107,6 +122,11 @@ class TaskTrainer:
         self.multipliers = [m.to(device) for m in gen.gradient_multipliers()]
         # lambda_t grows with the network (METHOD.md §3.2): lambda * channels now / channels at start
         self.lam_t = cfg.lam * sum(gen.widths) / sum(gen.initial_widths)
+        self.class_steps = self.trains_class_head(cfg)
+
+    @staticmethod
+    def trains_class_head(cfg: LearnerConfig) -> bool:
+        return cfg.aux_g or cfg.classifier == "critic_head"
 
     def run(
         self,
@@ -118,35 +138,38 @@ class TaskTrainer:
         should_stop: Callable[[], bool] | None,
     ) -> dict[str, float]:
         cfg, b = self.cfg, self.cfg.batch_size
-        steps = math.ceil(len(x) / b)
-        total = steps * cfg.epochs
+        epochs, steps = budget(cfg, len(x))
+        total = steps * epochs
         n_new = len(torch.unique(y))
         n_old = len(torch.unique(replay_y)) if len(replay_y) else 0
         replay_per_batch = round(b * n_old / n_new)
         report_every = max(1, total // 100)
         started, losses, step = time.perf_counter(), {}, 0
-        for epoch in range(cfg.epochs):
+        for epoch in range(epochs):
             perm = torch.randperm(len(x), generator=self.rng, device=x.device)
             for i in range(steps):
                 if should_stop is not None and should_stop():
                     raise TrainingCancelled(f"cancelled at step {step} of {total}")
                 idx = perm[i * b : (i + 1) * b]
-                s, s_e = masks.anneal_scale(cfg.s_max, epoch, cfg.epochs, i / steps)
+                s, s_e = masks.anneal_scale(cfg.s_max, epoch, epochs, i / steps)
                 losses = self.step(x[idx], y[idx], replay_x, replay_y, replay_per_batch, s, s_e)
                 step += 1
                 if progress is not None and (step % report_every == 0 or step == total):
-                    progress(Progress(step, total, epoch, cfg.epochs, losses, time.perf_counter() - started))
-        recalibrate_bn(self.disc, torch.cat([x, replay_x]), 256)
+                    progress(Progress(step, total, epoch, epochs, losses, time.perf_counter() - started))
+        if self.class_steps:
+            recalibrate_bn(self.disc, torch.cat([x, replay_x]), 256)
         return losses
 
     def step(self, xb, yb, replay_x, replay_y, replay_per_batch, s, s_e) -> dict[str, float]:
-        ce = self.classify_steps(xb, yb, replay_x, replay_y, replay_per_batch)
+        out = {}
+        if self.class_steps:
+            out["ce"] = self.classify_steps(xb, yb, replay_x, replay_y, replay_per_batch)
         noise = torch.randn(len(xb), self.gen.nz, generator=self.rng, device=xb.device)
         with autocast(xb.device, self.cfg):
             fake = self.gen(noise, yb, self.task, s)
-        critic = self.critic_step(xb, fake.detach().float())
+        critic = self.critic_step(xb, fake.detach().float(), yb)
         g_losses = self.generator_step(fake, yb, s, s_e)
-        return {"ce": ce, **critic, **g_losses}
+        return {**out, **critic, **g_losses}
 
     def classify_steps(self, xb, yb, replay_x, replay_y, replay_per_batch) -> float:
         """(a) min CE(D_class(x), y) over real + replay, shuffled into chunks of one batch each."""
@@ -168,11 +191,11 @@ class TaskTrainer:
             total += float(loss.detach())
         return total / len(chunks)
 
-    def critic_step(self, xb: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
-        """(b) min -D(x) + D(G(z)) + lambda_GP * (|grad D(x_hat)| - 1)^2, current task only."""
+    def critic_step(self, xb: torch.Tensor, fake: torch.Tensor, yb: torch.Tensor) -> dict[str, float]:
+        """(b) min -D(x, y) + D(G(z, y), y) + lambda_GP * (|grad D(x_hat, y)| - 1)^2, current task only."""
         with autocast(xb.device, self.cfg):
-            wdist = self.disc.score(xb).float().mean() - self.disc.score(fake).float().mean()
-        gp = gradient_penalty(self.disc, xb, fake, self.rng)
+            wdist = self.disc.score(xb, yb).float().mean() - self.disc.score(fake, yb).float().mean()
+        gp = gradient_penalty(self.disc, xb, fake, yb, self.rng)
         loss = -wdist + self.cfg.lam_gp * gp
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,9 +203,9 @@ class TaskTrainer:
         return {"wasserstein": float(wdist.detach()), "gp": float(gp.detach())}
 
     def generator_step(self, fake: torch.Tensor, yb: torch.Tensor, s: float, s_e: float) -> dict[str, float]:
-        """(c) min -lambda_adv D(G(z)) + lambda_t R(mask) [+ CE(D_class(G(z)), y)], reserved grads zeroed."""
+        """(c) min -lambda_adv D(G(z, y), y) + lambda_t R(mask) [+ CE(D_class(G(z)), y)], reserved grads 0."""
         with autocast(fake.device, self.cfg):
-            adv = -self.disc.score(fake).float().mean()
+            adv = -self.disc.score(fake, yb).float().mean()
             aux = F.cross_entropy(self.disc.logits(fake).float(), yb) if self.cfg.aux_g else adv.new_zeros(())
         reg = self.gen.sparsity_loss(s)
         loss = self.cfg.lam_adv * adv + self.lam_t * reg + aux

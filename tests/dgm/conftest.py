@@ -19,6 +19,6 @@ def task_data(digits, classes, per_class=40):
 
 
 def tiny_learner(variant="dgmw", **overrides) -> Learner:
-    overrides = {"epochs": 1, **overrides}
+    overrides = {"epochs": 1, "steps": 0, "consolidate_epochs": 1, **overrides}
     cfg = LearnerConfig.preset("tiny", image_shape=(1, 8, 8), variant=variant, **overrides)
     return Learner(cfg, seed=0, device="cpu")

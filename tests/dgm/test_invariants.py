@@ -103,10 +103,10 @@ def test_classifier_head_grows_and_string_labels_round_trip(digits):
     names = np.array(["zero", "one", "two", "three", "four"])
     x, y = task_data(digits, [0, 1])
     learner.learn_task(x, names[y])
-    assert learner.discriminator.classify.out_features == 2
+    assert learner.classifier.classify.out_features == 2
     x2, y2 = task_data(digits, [2, 3, 4])
     learner.learn_task(x2, names[y2])
-    assert learner.discriminator.classify.out_features == 5
+    assert learner.classifier.classify.out_features == 5
     assert learner.classes == ["one", "zero", "four", "three", "two"]
     labels, scores = learner.predict(x2)
     assert set(labels) <= set(names) and scores.shape == (len(x2), 5)

@@ -1,0 +1,58 @@
+"""The classifier that serves, trained at the end of every task on the generator's replay of every class.
+
+The official code serves the critic's class head, which is trained beside the critic on real images of
+the newest classes and on generated images of the old ones. On multi-class uploads it learned the
+shortcut "real image: newest class": after a few tasks real images of old classes were almost all
+predicted as the newest class while their generated samples were still recognisable (issue 9). Here
+every class, the newest included, is shown only as generated images from its own frozen task mask, so
+"real or generated" carries no label. Each epoch draws a fresh replay set, so no sample is reused.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dgm.config import LearnerConfig
+from dgm.networks import Discriminator, Generator
+from dgm.train import autocast, generate
+
+SHIFT = 2  # random translation, in pixels at 32x32, applied per batch: generated images are centred
+
+
+def consolidate(
+    cfg: LearnerConfig,
+    gen: Generator,
+    n_classes: int,
+    rng: torch.Generator,
+    real: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Discriminator:
+    """A fresh classifier over classes 0..n_classes-1, trained on replay (plus `real` (x, y) if given)."""
+    device = gen.weights[0].device
+    clf = Discriminator(gen.nc, cfg.ndf, n_classes).to(device)
+    opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    per_class = cfg.consolidate_per_class
+    labels = torch.arange(n_classes, device=device).repeat_interleave(per_class)
+    clf.train()
+    for _ in range(cfg.consolidate_epochs):
+        x, y = generate(gen, list(range(n_classes)), per_class, rng), labels
+        if real is not None:
+            x, y = torch.cat([x, real[0]]), torch.cat([y, real[1]])
+        order = torch.randperm(len(x), generator=rng, device=device)
+        for idx in order.split(cfg.batch_size):
+            with autocast(device, cfg):
+                loss = F.cross_entropy(clf.logits(shift(x[idx], rng)).float(), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return clf.eval()
+
+
+def shift(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """x (N, C, 32, 32) translated by up to SHIFT pixels in each direction, edges replicated."""
+    dx, dy = (int(v) for v in torch.randint(-SHIFT, SHIFT + 1, (2,), generator=rng, device=rng.device))
+    if dx == dy == 0:
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (SHIFT, SHIFT, SHIFT, SHIFT), mode="replicate")
+    return padded[..., SHIFT + dy : SHIFT + dy + h, SHIFT + dx : SHIFT + dx + w]
