@@ -135,7 +135,7 @@ def save_classifier(learner: Learner, path: str | Path) -> None:
 
 
 def _classifier_state(learner: Learner) -> dict[str, torch.Tensor]:
-    """The serving classifier's tensors; a projection critic's class embedding only judges, it never serves."""
+    """The serving classifier's tensors; a projection critic's class embedding judges, it never serves."""
     return {k: v for k, v in learner.classifier.state_dict().items() if not k.startswith("embed.")}
 
 

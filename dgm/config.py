@@ -36,7 +36,7 @@ class LearnerConfig:
     lam_adv: float = 1.0
     aux_g: bool = False  # CE on fakes through the critic's class head in G's loss (official: ImageNet only)
     projection: bool = True  # conditional (projection) critic: binds each head to its own class
-    classifier: ClassifierKind = "consolidated"  # what serves: see dgm/consolidate.py; "critic_head" = official
+    classifier: ClassifierKind = "consolidated"  # what serves (dgm/consolidate.py); "critic_head": official
     consolidate_per_class: int = 800  # generated images per class per consolidation epoch
     consolidate_epochs: int = 4
     consolidate_real: bool = False  # add the task's real images to consolidation (teaches real vs fake)

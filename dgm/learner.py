@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dgm import images
-from dgm import fidelity
+from dgm import fidelity, images
 from dgm.config import LearnerConfig
 from dgm.consolidate import consolidate
 from dgm.errors import DGMInputError
@@ -173,7 +172,9 @@ class Learner:
             free={k: v["free"] for k, v in cap.items()},
             losses={k: round(v, 5) for k, v in losses.items()},
             fidelity={**self.fidelity(), **dict(zip(new, scores, strict=True))},
-            low_fidelity=[c for c, f in zip(new, scores, strict=True) if f is not None and f < fidelity.WARN_BELOW],
+            low_fidelity=[
+                c for c, f in zip(new, scores, strict=True) if f is not None and f < fidelity.WARN_BELOW
+            ],
         )
 
     def fidelity(self) -> dict[str, float | None]:
