@@ -98,6 +98,8 @@ class Job(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # set when the job succeeds: what the user should know about the result (core/fidelity.py)
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -127,6 +129,8 @@ class ModelVersion(Base):
     mask_usage: Mapped[dict[str, float]] = mapped_column(JSON)
     units_added: Mapped[dict[str, int]] = mapped_column(JSON)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full TaskReport
+    # every known class -> memory fidelity (core/fidelity.py); NULL on versions older than the column
+    fidelity: Mapped[dict[str, float | None] | None] = mapped_column(JSON)
     train_seconds: Mapped[float] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -61,3 +61,61 @@ def test_migrations_match_the_orm(tmp_path):
         for name, table in Base.metadata.tables.items():
             assert {col["name"] for col in insp.get_columns(name)} == set(table.columns.keys()), name
     engine.dispose()
+
+
+def seed_0001(url: str) -> None:
+    """At revision 0001: a learner, its task and job, and a version that is active (the FK cycle)."""
+    now = "2026-11-25 00:00:00+00:00"
+    rows = [
+        "INSERT INTO learners (id, name, image_shape, variant, preset, config, created_at) "
+        f"VALUES (1, 'old', '[1, 8, 8]', 'dgmw', 'tiny', '{{}}', '{now}')",
+        "INSERT INTO tasks (id, learner_id, ordinal, state, classes, class_counts, n_train, n_holdout, "
+        f"source, created_at) VALUES (1, 1, 1, 'trained', '[\"a\", \"b\"]', '{{}}', 48, 0, 't.npz', '{now}')",
+        "INSERT INTO jobs (id, task_id, learner_id, state, attempts, cancel_requested, created_at) "
+        f"VALUES (1, 1, 1, 'succeeded', 1, false, '{now}')",
+        "INSERT INTO model_versions (id, learner_id, number, task_id, classes, checkpoint_uri, "
+        "checkpoint_sha256, checkpoint_bytes, classifier_uri, classifier_sha256, classifier_bytes, "
+        "parameters, widths, mask_usage, units_added, report, train_seconds, active, created_at) VALUES "
+        "(1, 1, 1, 1, '[\"a\", \"b\"]', 'c', 'x', 1, 'k', 'y', 1, 10, '{}', '{}', '{}', '{}', 1.5, true, "
+        f"'{now}')",
+        "UPDATE learners SET active_version_id = 1",
+    ]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as c:
+        for sql in rows:
+            c.execute(sa.text(sql))
+    engine.dispose()
+
+
+def read_one(url: str, sql: str) -> tuple:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as c:
+        row = c.execute(sa.text(sql)).one()
+    engine.dispose()
+    return tuple(row)
+
+
+def fidelity_roundtrip(url: str) -> None:
+    """0002 adds version fidelity and job warnings as NULL to existing rows and drops them again."""
+    upgrade(url, "0001")
+    seed_0001(url)
+    upgrade(url)
+    assert read_one(url, "SELECT fidelity, active FROM model_versions WHERE id = 1") == (None, True)
+    assert read_one(url, "SELECT warnings, state FROM jobs WHERE id = 1") == (None, "succeeded")
+    downgrade(url, "0001")
+    assert read_one(url, "SELECT number, active FROM model_versions WHERE id = 1") == (1, True)
+    assert read_one(url, "SELECT active_version_id FROM learners WHERE id = 1") == (1,)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as c:
+        assert "fidelity" not in {col["name"] for col in sa.inspect(c).get_columns("model_versions")}
+        assert "warnings" not in {col["name"] for col in sa.inspect(c).get_columns("jobs")}
+    engine.dispose()
+    upgrade(url)
+
+
+def test_migrations_fidelity_keeps_old_rows_sqlite(tmp_path):
+    fidelity_roundtrip(f"sqlite:///{tmp_path / 'f.db'}")
+
+
+def test_migrations_fidelity_keeps_old_rows_postgresql(pg_url):
+    fidelity_roundtrip(pg_url)
