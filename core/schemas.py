@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.fidelity import WARN_BELOW
 
 
 class ORMRead(BaseModel):
@@ -56,11 +58,21 @@ class JobRead(ORMRead):
     attempts: int
     worker: str | None
     error: str | None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="set when the job succeeds: one warning per class of its task whose memory fidelity "
+        f"is below {WARN_BELOW}",
+    )
     cancel_requested: bool
     enqueued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
     created_at: datetime
+
+    @field_validator("warnings", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v  # NULL until the job succeeds (and on jobs older than the column)
 
 
 class UploadAccepted(BaseModel):
@@ -87,6 +99,12 @@ class VersionRead(ORMRead):
     classifier_bytes: int
     train_seconds: float
     accuracy: dict[str, float] = {}  # task ordinal -> accuracy on its holdout
+    fidelity: dict[str, float | None] | None = Field(
+        default=None,
+        description="every class the version knows -> memory fidelity: the fraction of its generated "
+        "samples that a classifier trained on its task's real images assigns to it. null for a class of "
+        "a one-class task (not measurable); null as a whole for versions published before it was kept",
+    )
     active: bool
     created_at: datetime
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import UnknownLearner, UnknownVersion
+from core.fidelity import rounded
 from core.orm import Evaluation, Job, Learner, ModelVersion, Task
 from core.schemas import JobRead, LearnerRead, TaskRead, VersionRead
 
@@ -86,6 +87,7 @@ def versions_read(session: Session, learner: Learner) -> list[VersionRead]:
         r.task_ordinal = ordinals.get(v.task_id)
         r.trained_from = numbers.get(v.parent_id) if v.parent_id else None
         r.accuracy = {str(ordinals[e.task_id]): round(e.accuracy, 4) for e in evals if e.version_id == v.id}
+        r.fidelity = rounded(v.fidelity)
         out.append(r)
     return out
 

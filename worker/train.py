@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from core.datasets import load_arrays
 from core.db import session_scope
 from core.errors import ArtifactCorrupt, ArtifactWriteFailed
+from core.fidelity import job_warnings
 from core.logs import log_context
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
 from core.queue import enqueue_train
@@ -224,6 +225,8 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
         discard_unpublished(settings, store, files["checkpoint"][0])
         raise
     log.info("job %s: published version %d after %.2f s of training", job_id, number, report.seconds)
+    for warning in job_warnings(report.as_dict()):
+        log.warning("job %s: %s", job_id, warning)
     if not settings.keep_training_data:
         store.delete(plan.data_uri)
 
@@ -311,11 +314,18 @@ def publish(
     files: dict[str, Any],
     classes: list[str],
 ) -> int:
-    """One transaction: version, evaluations, classes, activation, job and task states. Returns its number."""
-    now = utcnow()
+    """One transaction: version, evaluations, classes, activation, job state and warnings, task state.
+
+    Returns the version's number.
+    """
+    now, facts = utcnow(), report.as_dict()
     with session_scope(settings) as s:
         mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
-        done = s.execute(update(Job).where(mine).values(state="succeeded", finished_at=now, lease_until=None))
+        done = s.execute(
+            update(Job)
+            .where(mine)
+            .values(state="succeeded", finished_at=now, lease_until=None, warnings=job_warnings(facts))
+        )
         if done.rowcount != 1:
             raise LeaseLost(f"job {job_id} is no longer leased to this worker")
         number = (
@@ -339,7 +349,8 @@ def publish(
             widths=report.widths,
             mask_usage=report.mask_usage,
             units_added=report.units_added,
-            report=report.as_dict(),
+            report=facts,
+            fidelity=facts.get("fidelity"),
             train_seconds=report.seconds,
             active=True,
         )
