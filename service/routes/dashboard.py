@@ -33,6 +33,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from core.errors import Forbidden, Unauthorized, UnknownJob
+from core.fidelity import WARN_BELOW, describe
 from core.keys import authenticate
 from core.orm import Learner
 from core.schemas import JobRead, VersionRead
@@ -172,10 +173,13 @@ def page_context(h: dict[str, Any]) -> dict[str, Any]:
     matrix = h["accuracy_matrix"]
     accuracy_rows = [r["accuracy"] for r in matrix["rows"]]
     classes = {t.ordinal: t.classes for t in h["tasks"]}
+    one_class = {t.classes[0] for t in h["tasks"] if len(t.classes) == 1}
     return {
         "learner": h["learner"],
         "tasks": [_task_row(t, jobs.get(t.job_id), versions) for t in h["tasks"]],
         "versions": versions,
+        "fidelity": {v.number: _fidelity_rows(v, one_class) for v in versions},
+        "warn_below": WARN_BELOW,
         "matrix_tasks": [{"ordinal": o, "classes": classes.get(o, [])} for o in matrix["tasks"]],
         "matrix_rows": [
             {"version": r["version"], "accuracy": r["accuracy"], "a_t": at}
@@ -198,6 +202,22 @@ def _task_row(task: Any, job: JobRead | None, versions: list[VersionRead]) -> di
         "took": took or "",
         "versions": [f"v{v.number}" for v in versions if v.task_id == task.id],
     }
+
+
+def _fidelity_rows(version: VersionRead, one_class: set[str]) -> dict[str, Any] | None:
+    """The version's classes with their memory fidelity, those below WARN_BELOW flagged; None if unknown."""
+    if version.fidelity is None:
+        return None
+    rows = [
+        {
+            "name": c,
+            "value": f,
+            "text": describe(f, c in one_class),
+            "low": f is not None and f < WARN_BELOW,
+        }
+        for c, f in ((c, version.fidelity.get(c)) for c in version.classes)
+    ]
+    return {"rows": rows, "low": [r["name"] for r in rows if r["low"]]}
 
 
 def _live(job: JobRead, tasks: list[Any]) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""Memory fidelity's low-value path: the job's warning, the version's column, the dashboard's flag.
+
+Real training on 8x8 digits gives fidelity near 1, so the low value is put into the report by a
+wrapper around the real `learn_task`; everything after it (publish, the API, the page) is the real code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.db import upgrade
+from core.fidelity import WARN_BELOW, job_warnings
+from core.settings import Settings
+from service.app import create_app
+from service.routes.dashboard import COOKIE
+from tests.service.support import ADMIN, TINY, Broker, auth, upload
+from worker.train import run_job
+
+
+def report(fidelity: dict[str, float | None], low: list[str], classes: list[str]) -> dict:
+    """The fields of a TaskReport dict that the warnings read."""
+    return {"task_index": 1, "classes": classes, "fidelity": fidelity, "low_fidelity": low}
+
+
+def test_fidelity_threshold_is_the_librarys():
+    from dgm import fidelity
+
+    assert WARN_BELOW == fidelity.WARN_BELOW
+
+
+def test_fidelity_low_class_of_the_task_is_a_job_warning():
+    facts = report({"old": 0.31, "cat": 0.42, "dog": 0.97}, ["cat"], ["cat", "dog"])
+    (warning,) = job_warnings(facts)  # only the task's own low class; "old" was warned about by its job
+    assert warning.startswith("memory fidelity of class 'cat' is 0.42 (< 0.8): ")
+    assert "only 42% of its generated samples are recognised as 'cat'" in warning
+    assert "'dog'" not in warning and "'old'" not in warning
+    assert "upload the task again" in warning  # says how to fix it
+
+
+def test_fidelity_no_warning_when_every_class_is_recognised_or_unmeasured():
+    assert job_warnings(report({"a": 0.95, "b": 0.8}, [], ["a", "b"])) == []
+    assert job_warnings(report({"solo": None}, [], ["solo"])) == []
+    assert job_warnings({"classes": ["a"]}) == []  # a report from before fidelity existed
+
+
+def test_fidelity_two_low_classes_give_two_warnings_in_task_order():
+    facts = report({"a": 0.1, "b": 0.5}, ["a", "b"], ["a", "b"])
+    assert [w.split(" is ")[0] for w in job_warnings(facts)] == [
+        "memory fidelity of class 'a'",
+        "memory fidelity of class 'b'",
+    ]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    s = Settings(
+        data_dir=tmp_path, admin_key=ADMIN, torch_threads=1, device="cpu", progress_interval_s=0,
+        sweep_interval_s=0,
+    )  # fmt: skip
+    upgrade(s.database_url)
+    return s
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_fidelity_low_class_is_warned_on_the_job_stored_and_flagged(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    from dgm import Learner
+
+    real = Learner.learn_task
+
+    def forgetful(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        r = real(self, *args, **kwargs)
+        return dataclasses.replace(r, fidelity={**r.fidelity, "0": 0.42}, low_fidelity=["0"])
+
+    monkeypatch.setattr(Learner, "learn_task", forgetful)
+    assert client.post("/v1/learners", json={**TINY, "name": "low"}, headers=auth()).status_code == 201
+    job_id = upload(client, "low", [0, 1])
+    assert run_job(settings, Broker(), job_id) == "succeeded"
+
+    job = client.get(f"/v1/jobs/{job_id}", headers=auth()).json()
+    assert job["state"] == "succeeded" and len(job["warnings"]) == 1
+    assert job["warnings"][0].startswith("memory fidelity of class '0' is 0.42 (< 0.8)")
+    (version,) = client.get("/v1/learners/low/versions", headers=auth()).json()
+    assert version["fidelity"]["0"] == 0.42 and 0.0 <= version["fidelity"]["1"] <= 1.0
+    history = client.get("/v1/learners/low/history", headers=auth()).json()
+    assert history["jobs"][0]["warnings"] == job["warnings"]
+
+    signed_in = client.post("/dashboard/login", data={"key": ADMIN, "next": "/dashboard/low"})
+    assert COOKIE in signed_in.history[0].headers["set-cookie"]
+    page = signed_in.text
+    assert '<tr class="low" data-class="0">' in page and '<tr class="" data-class="1">' in page
+    assert "0.420" in page and "below 0.8: 0" in page  # the value, and the versions table's flag
+    assert "memory fidelity of class &#39;0&#39; is 0.42" in page  # the job's warning in the timeline
