@@ -397,6 +397,8 @@ def _finished(args: argparse.Namespace, job: dict) -> int:
         _dump(job)
     else:
         print(line)
+    for warning in job.get("warnings") or []:  # stderr: what scripts parse on stdout stays the same
+        print(f"warning: {warning}", file=sys.stderr)
     if job["state"] != "succeeded":
         print(f"error: {line}", file=sys.stderr)
         return EXIT_FAILED
@@ -442,7 +444,8 @@ def _job_line(job: dict) -> str:
         line += f", step {p['step']}/{p['total']}"
         if p.get("eta_s") is not None:
             line += f", ETA {p['eta_s']:.0f} s"
-    return line + (f"\nerror: {job['error']}" if job.get("error") else "")
+    line += f"\nerror: {job['error']}" if job.get("error") else ""
+    return line + "".join(f"\nwarning: {w}" for w in job.get("warnings") or [])
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
@@ -563,15 +566,34 @@ def cmd_history(args: argparse.Namespace) -> int:
     m = h["accuracy_matrix"]
     print(
         "\n"
-        + f"{'version':>7} {'params':>8} {'added':>8} {'secs':>6}  "
+        + f"{'version':>7} {'params':>8} {'added':>8} {'secs':>6} {'min fid':>7}  "
         + " ".join(f"T{o:<5}" for o in m["tasks"])
     )
     for v, row in zip(h["versions"], m["rows"], strict=True):
         accs = " ".join("  -   " if a is None else f"{a:.3f} " for a in row["accuracy"])
         mark = "*" if v["active"] else " "
         added = sum(v["units_added"].values())
-        print(f"{v['number']:>6}{mark} {v['parameters']:>8} {added:>8} {v['train_seconds']:>6.1f}  {accs}")
+        measured = [f for f in (v.get("fidelity") or {}).values() if f is not None]
+        low = f"{min(measured):.3f}" if measured else "-"
+        secs = v["train_seconds"]
+        print(f"{v['number']:>6}{mark} {v['parameters']:>8} {added:>8} {secs:>6.1f} {low:>7}  {accs}")
+    print_fidelity(h)
     return 0
+
+
+def print_fidelity(h: dict) -> None:
+    """Memory fidelity per class of the active version, classes below the threshold flagged."""
+    from core.fidelity import WARN_BELOW, describe
+
+    active = next((v for v in h["versions"] if v["active"]), None)
+    if active is None or active.get("fidelity") is None:
+        return
+    one_class = {t["classes"][0] for t in h["tasks"] if len(t["classes"]) == 1}
+    print(f"\nmemory fidelity of version {active['number']} (fraction of each class's samples recognised)")
+    for c in active["classes"]:
+        f = active["fidelity"].get(c)
+        flag = f"  LOW: below {WARN_BELOW}" if f is not None and f < WARN_BELOW else ""
+        print(f"  {c[:30]:30} {describe(f, c in one_class)}{flag}")
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

@@ -100,7 +100,12 @@ def test_cli_full_flow(server: str, tmp_path: Path):
 
     history = json.loads(ok(dgm(server, "history", name, "--json")))
     assert [r["version"] for r in history["accuracy_matrix"]["rows"]] == [1, 2]
-    assert "active version 2" in ok(dgm(server, "history", name))
+    fidelity = history["versions"][1]["fidelity"]
+    assert set(fidelity) == {"0", "1", "2", "3"} and all(0 <= f <= 1 for f in fidelity.values())
+    table = ok(dgm(server, "history", name))
+    assert "active version 2" in table and "memory fidelity of version 2" in table
+    for c, f in fidelity.items():  # one line per class, a low one flagged
+        assert f"  {c:30} {f:.3f}{'  LOW: below 0.8' if f < 0.8 else ''}\n" in table
 
     assert "now serves version 1" in ok(dgm(server, "versions", "activate", name, "1"))
     assert json.loads(ok(dgm(server, "learners", "show", name, "--json")))["active_version"] == 1
