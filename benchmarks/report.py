@@ -1,4 +1,9 @@
-"""Markdown tables for the README from the committed benchmark JSON: `python -m benchmarks.report`."""
+"""Markdown tables for the README from the committed benchmark JSON.
+
+python -m benchmarks.report accuracy [FILE]   # the accuracy summary and its targets
+python -m benchmarks.report ablation [FILE]   # DGMw with one lever off at a time
+python -m benchmarks.report latency | reliability
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,95 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
+def _pm(mean, sd, digits: int = 3) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+
+
+def _num(value, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _machines(res: dict) -> str:
+    machines = [res["machine"]] + [m["machine"] for m in res.get("merged_from", []) if m.get("machine")]
+    seen = sorted({f"{m['cpu']}, {m['cpu_cores']} cores, torch {m['torch']}" for m in machines})
+    threads = sorted({r.get("threads") for r in res["runs"] if r.get("threads") is not None})
+    return "; ".join(seen) + (f"; torch threads per run {', '.join(map(str, threads))}" if threads else "")
+
+
 def accuracy_table(path: Path = RESULTS / "accuracy.json") -> str:
-    res = json.loads(path.read_text())
+    """The accuracy `summary` (one row per protocol x size x method, means over seeds) and the targets."""
+    res = json.loads(Path(path).read_text())
+    if "summary" not in res:
+        return legacy_accuracy_table(res)
+    st = res["settings"]
+    rows = [r for r in res["summary"] if not r.get("lever")]
+    seeds = sorted({s for r in rows for s in r["seeds"]})
+    overrides = f" with {json.dumps(st['set'])}" if st.get("set") else ""
+    lines = [
+        f"Machine: {_machines(res)}. Preset `{st['preset']}`{overrides}; {st['data']}; seeds "
+        f"{', '.join(map(str, seeds))} (mean ± sd over seeds); fidelity: {st['oracle']}, labelling "
+        f"{st['fidelity_samples']} generated images per class after the last task.",
+        "",
+        "| protocol | images/class | method | seeds | A_t after each task | final A | min old class | "
+        "min fidelity | generator growth | total growth | s/task |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        curve = " ".join(f"{a:.2f}" for a in r["a_t_mean"])
+        lines.append(
+            f"| {r['protocol']} | {r['train_per_class'] or 'all'} | {r['method']} | {len(r['seeds'])} | "
+            f"{curve} | **{_pm(r['final_a_mean'], r['final_a_sd'])}** | {_num(r['min_old_class_acc'])} | "
+            f"{_num(r['min_fidelity'])} | {_num(r['generator_growth'], '{:.2f}x')} | "
+            f"{_num(r['total_growth'], '{:.2f}x')} | {_num(r['seconds_per_task'], '{:.0f}')} |"
+        )
+    lines.append("")
+    lines += targets_lines(res)
+    return "\n".join(lines)
+
+
+def targets_lines(res: dict) -> list[str]:
+    out = []
+    for name, t in res.get("targets", {}).items():
+        value = "-" if t["value"] is None else f"{t['value']:.3f}"
+        verdict = "met" if t["pass"] else "**not met**"
+        out.append(f"- {name}: {value} (target {t['target']}) {verdict}; {t['detail']}")
+    return out
+
+
+def ablation_table(path: Path = RESULTS / "accuracy.json") -> str:
+    """DGMw against DGMw with one lever turned off, per protocol x size (rows `dgmw-<lever>`)."""
+    res = json.loads(Path(path).read_text())
+    summary = res["summary"]
+    panels = [(r["protocol"], r["train_per_class"]) for r in summary if r.get("lever")]
+    lines = [
+        "| protocol | images/class | DGMw | overrides | seeds | final A | vs DGMw | min old class | "
+        "min fidelity | generator growth | s/task |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    if not panels:
+        return "(no ablation runs in this file)"
+    for panel in dict.fromkeys(panels):
+        group = [r for r in summary if (r["protocol"], r["train_per_class"]) == panel]
+        base = next((r for r in group if r["method"] == "dgmw"), None)
+        for r in [base] * (base is not None) + [r for r in group if r.get("lever")]:
+            delta = "-"
+            if r is not base and base is not None and r["final_a_mean"] is not None:
+                delta = f"{r['final_a_mean'] - base['final_a_mean']:+.3f}"
+            what = "all levers on" if r is base else f"`{r['lever']}`: {r['lever_description']}"
+            lines.append(
+                f"| {r['protocol']} | {r['train_per_class'] or 'all'} | {what} | "
+                f"{'`' + json.dumps(r['overrides']) + '`' if r['overrides'] else '-'} | {len(r['seeds'])} | "
+                f"**{_pm(r['final_a_mean'], r['final_a_sd'])}** | {delta} | {_num(r['min_old_class_acc'])} | "
+                f"{_num(r['min_fidelity'])} | {_num(r['generator_growth'], '{:.2f}x')} | "
+                f"{_num(r['seconds_per_task'], '{:.0f}')} |"
+            )
+    return "\n".join(lines)
+
+
+def legacy_accuracy_table(res: dict) -> str:
+    """The table of the single-seed results JSON written before the `summary` list existed."""
     lines = [
         f"Machine: {res['machine']['cpu']}, {res['machine']['cpu_cores']} cores, "
         f"torch {res['machine']['torch']}; "
@@ -173,8 +265,16 @@ def reliability_table(path: Path = RESULTS / "reliability.json") -> str:
     return "\n".join(lines)
 
 
+TABLES = {
+    "accuracy": accuracy_table,
+    "ablation": ablation_table,
+    "latency": latency_table,
+    "reliability": reliability_table,
+}
+
 if __name__ == "__main__":
     import sys
 
+    # python -m benchmarks.report [accuracy|ablation|latency|reliability] [results JSON]
     which = sys.argv[1] if len(sys.argv) > 1 else "accuracy"
-    print({"accuracy": accuracy_table, "latency": latency_table, "reliability": reliability_table}[which]())
+    print(TABLES[which](*(Path(a) for a in sys.argv[2:3])))
