@@ -1,19 +1,35 @@
-"""Class-incremental accuracy of DGMw and DGMa against joint training and fine-tuning, in one run.
+"""Class-incremental accuracy of DGMw and DGMa against joint training and fine-tuning, with an ablation.
 
-    python -m benchmarks.accuracy                 # CPU budget: Fashion-MNIST, 2000 images/class, 3 epochs
-    python -m benchmarks.accuracy --train-per-class 0 --epochs 30 --device cuda   # full length on a GPU
-    dgm bench accuracy --quick                    # seconds: sklearn digits, tiny widths (smoke test)
+Everything goes through `dgm.Learner`, the class the service trains, with the preset's defaults.
 
-Writes the accuracy matrices, A_t after every task, average forgetting, parameters and wall time per
-task, a masked-vs-unmasked step timing and parameter growth to JSON, and the A_t curves to a PNG.
+    python -m benchmarks.accuracy                               # everything below (hours on a CPU)
+    python -m benchmarks.accuracy --protocols 5x2 --sizes 800 --seeds 0 --out a.json   # one chunk
+    python -m benchmarks.accuracy --ablation --out ablation.json   # DGMw with each lever off, one at a time
+    python -m benchmarks.accuracy --merge a.json b.json ablation.json --out benchmarks/results/accuracy.json
+    dgm bench accuracy --quick                                  # seconds: Pillow-drawn digits, `tiny` preset
+
+Fashion-MNIST 5x2 and 10x1, at every size of --sizes (training images per class, a different class
+subsample per seed) and every seed of --seeds (also the learner's seed). Per run: task and per-class
+accuracy after every task, A_t, final A, the worst old class after the last task, average forgetting,
+seconds per task, generator and total parameters per version, the learner's own per-class fidelity,
+and an independent fidelity: an oracle trained once per seed on every real training image of all
+classes labels 400 generated samples of each class after the last task. The JSON (written after every
+run; --resume skips runs already in it) holds the raw runs, a flat `summary` (one row per protocol x
+size x method, means over seeds), the issue-9 `targets` with pass/fail, and a masked-vs-unmasked
+training-step timing; the A_t curves and a per-class heatmap of DGMw go to PNGs beside it.
+`python -m benchmarks.report accuracy|ablation FILE` renders the README tables from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,126 +37,288 @@ import torch
 from benchmarks.machine import describe
 from dgm import Learner, LearnerConfig
 from dgm.baselines import PlainClassifier
-from dgm.data import FASHION_MNIST_DIR, class_incremental, load_mnist_like, select
-from dgm.train import TaskTrainer
+from dgm.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, class_incremental, load_mnist_like, select
+from dgm.train import TaskTrainer, budget
 
-RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+# Beside a checkout, the committed results; from an installed package, the working directory.
+RESULTS = ROOT / "benchmarks" / "results" if (ROOT / "benchmarks" / "results").is_dir() else Path.cwd()
+
+METHODS = ("dgmw", "dgma", "joint", "finetune")
+PROTOCOLS = {"5x2": 2, "10x1": 1}  # name -> classes per task
+# The ablation: DGMw with one lever of issue 9 turned off (LearnerConfig overrides), one run per lever.
+# Edit freely; `--levers NAME...` runs a subset, `--lever NAME key=json...` adds one from the command line.
+LEVERS: dict[str, dict[str, Any]] = {
+    "no_projection": {
+        "overrides": {"projection": False, "aux_g": True},
+        "description": "no conditional critic: unconditional critic with aux CE, as before",
+    },
+    "critic_head": {
+        "overrides": {"classifier": "critic_head"},
+        "description": "classifier = critic's head trained beside the critic on real + fixed replay, "
+        "as the official code",
+    },
+    "consolidate_real": {
+        "overrides": {"consolidate_real": True},
+        "description": "real current-task images added to consolidation",
+    },
+    "no_step_floor": {
+        "overrides": {"steps": 0},
+        "description": "no step floor: epochs over the upload only",
+    },
+}
+ORACLE_EPOCHS = 3  # the benchmark's oracle: passes over every real training image of every class
+ORACLE_MIN_STEPS = 300  # ... and at least this many batches (the quick data set is small)
+# --quick's LearnerConfig overrides on the tiny preset (--set's come after): a smoke run, not a measurement
+QUICK_SET = {"steps": 40, "consolidate_epochs": 2, "fidelity_epochs": 0}
+FIDELITY_SAMPLES = 400  # generated images per class that the oracle labels
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# settings that must agree for runs to be resumed into, or merged with, the same results
+COMPATIBLE = ("quick", "preset", "set", "data", "max_tasks", "labels")
+TARGETS = {
+    "dgmw_vs_joint": 0.85,
+    "min_old_class_acc_5x2": 0.5,
+    "min_fidelity": 0.9,
+    "generator_growth_10_tasks": 2.0,
+    "seconds_1600_image_task": 240.0,
+    "masked_step_ratio": 1.25,
+}
 
 
-def load_data(args) -> dict:
+# ----- data ------------------------------------------------------------------------------------
+def load_pool(args: argparse.Namespace) -> dict[str, Any]:
+    """Every training and test image with string labels, and the class order of the task splits."""
     if args.quick:
-        from sklearn.datasets import load_digits
+        from benchmarks.digits import glyph_digits
 
-        d = load_digits()
-        x, y = (d.images / 16 * 255).astype(np.uint8), d.target
-        rng = np.random.default_rng(args.seed)
-        test = np.zeros(len(y), bool)
-        for c in range(10):
-            test[rng.choice(np.where(y == c)[0], 30, replace=False)] = True
-        return {"x_train": x[~test], "y_train": y[~test], "x_test": x[test], "y_test": y[test]}
+        x_train, y_train = glyph_digits(per_class=max(args.sizes) + 20, seed=0)
+        x_test, y_test = glyph_digits(per_class=30, seed=1)
+        names = np.array(DIGIT_NAMES)
+        return {
+            "x_train": x_train, "y_train": names[y_train], "x_test": x_test, "y_test": names[y_test],
+            "classes": list(DIGIT_NAMES),
+        }  # fmt: skip
     data = load_mnist_like(args.data_dir)
-    if args.train_per_class:
-        rng = np.random.default_rng(args.seed)
-        keep = np.concatenate(
-            [
-                rng.choice(np.where(data["y_train"] == c)[0], args.train_per_class, replace=False)
-                for c in np.unique(data["y_train"])
-            ]
-        )
-        keep.sort()
-        data["x_train"], data["y_train"] = data["x_train"][keep], data["y_train"][keep]
-    return data
+    names = np.array(FASHION_MNIST_CLASSES)  # labels whose sorted order is not the class order
+    return {
+        "x_train": data["x_train"], "y_train": names[data["y_train"]],
+        "x_test": data["x_test"], "y_test": names[data["y_test"]], "classes": list(FASHION_MNIST_CLASSES),
+    }  # fmt: skip
 
 
-def config(args, variant: str, shape) -> LearnerConfig:
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    return LearnerConfig.preset(args.preset, image_shape=shape, variant=variant, **overrides)
+def subsample(pool: dict, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """per_class training images of each class (0: all), a different draw per seed."""
+    if not per_class:
+        return pool["x_train"], pool["y_train"]
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in pool["classes"]:
+        idx = np.where(pool["y_train"] == c)[0]
+        if len(idx) < per_class:
+            raise SystemExit(f"class {c!r} has {len(idx)} training images, fewer than {per_class}")
+        keep.append(rng.choice(idx, per_class, replace=False))
+    keep = np.sort(np.concatenate(keep))
+    return pool["x_train"][keep], pool["y_train"][keep]
 
 
-def task_accuracies(predict, data, tasks, upto: int) -> list[float]:
-    """Accuracy on each task's test classes for tasks 0..upto (predictions over every class seen)."""
-    out = []
-    for classes in tasks[: upto + 1]:
-        x, y = select(data["x_test"], data["y_test"], classes)
-        out.append(float(np.mean(np.asarray(predict(x)) == y.astype(str))))
+def parse_pairs(pairs: list[str]) -> dict[str, Any]:
+    """["name=json", ...] -> {name: value}; a value that is not JSON is taken as a string."""
+    out = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"expected name=json, got {pair!r}")
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
     return out
 
 
-def summarise(matrix: list[list[float]]) -> dict:
+def dgm_config(args, variant: str, shape, overrides: dict | None = None) -> LearnerConfig:
+    return LearnerConfig.preset(
+        args.preset, image_shape=shape, variant=variant, **{**args.set, **(overrides or {})}
+    )
+
+
+# ----- evaluation ------------------------------------------------------------------------------
+def evaluate(predict, pool: dict, tasks: list[list[str]], upto: int) -> tuple[list[float], list]:
+    """After task `upto`: accuracy on each task's real test images, and on each class's (None: unseen)."""
+    seen = [c for task in tasks[: upto + 1] for c in task]
+    keep = np.isin(pool["y_test"], seen)
+    y = pool["y_test"][keep]
+    right = np.asarray(predict(pool["x_test"][keep])) == y
+    per_task = [float(right[np.isin(y, task)].mean()) for task in tasks[: upto + 1]]
+    order = [c for task in tasks for c in task]
+    per_class = [float(right[y == c].mean()) if c in seen else None for c in order]
+    return per_task, per_class
+
+
+def run_metrics(matrix: list[list[float]], class_matrix: list[list], tasks: list[list[str]]) -> dict:
     a_t = [float(np.mean(row)) for row in matrix]
     last = matrix[-1]
     forgetting = [
-        max(matrix[t][j] for t in range(j, len(matrix) - 1)) - last[j] for j in range(len(matrix) - 1)
+        max(matrix[t][j] for t in range(j, len(matrix) - 1)) - last[j] for j in range(len(last) - 1)
     ]
+    order = [c for task in tasks for c in task]
+    old = [a for c, a in zip(order, class_matrix[-1], strict=True) if a is not None and c not in tasks[-1]]
     return {
         "accuracy_matrix": matrix,
+        "class_accuracy_matrix": class_matrix,
         "A_t": a_t,
         "A_final": a_t[-1],
         "average_forgetting": float(np.mean(forgetting)) if forgetting else 0.0,
+        "min_old_class_acc": min(old) if old else None,
     }
 
 
-def run_dgm(args, variant, data, tasks, shape) -> dict:
-    learner = Learner(config(args, variant, shape), seed=args.seed, device=args.device)
-    matrix, params, seconds, reports = [], [], [], []
+class Oracle:
+    """The benchmark's own judge of generated images: trained on every real training image, all classes."""
+
+    def __init__(self, args, pool: dict, seed: int, shape) -> None:
+        started = time.perf_counter()
+        cfg = dgm_config(args, "dgmw", shape)
+        n = len(pool["y_train"])
+        self.epochs = max(ORACLE_EPOCHS, math.ceil(ORACLE_MIN_STEPS / math.ceil(n / cfg.batch_size)))
+        self.clf = PlainClassifier(cfg, seed=10_000 + seed, device=args.device or "cpu")
+        self.clf.fit(pool["x_train"], pool["y_train"], epochs=self.epochs)
+        pred = np.asarray(self.clf.predict(pool["x_test"]))
+        self.record = {
+            "train_images": n,
+            "epochs": self.epochs,
+            "test_accuracy": float(np.mean(pred == pool["y_test"])),
+            "class_test_accuracy": {
+                c: float(np.mean(pred[pool["y_test"] == c] == c)) for c in pool["classes"]
+            },
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        print(f"oracle seed {seed}: test accuracy {self.record['test_accuracy']:.3f}", flush=True)
+
+    def fidelity(self, learner: Learner, seed: int) -> dict[str, float]:
+        """Per class: fraction of FIDELITY_SAMPLES generated images the oracle labels as that class."""
+        out = {}
+        for c in learner.classes:
+            pred = np.asarray(self.clf.predict(learner.sample(c, FIDELITY_SAMPLES, seed=seed)))
+            out[c] = float(np.mean(pred == c))
+        return out
+
+
+# ----- runs ------------------------------------------------------------------------------------
+def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
+    tasks, pool, seed = ctx["tasks"], ctx["pool"], ctx["seed"]
+    x_train, y_train = ctx["x_train"], ctx["y_train"]
+    cfg = dgm_config(args, variant, ctx["shape"], overrides)
+    learner = Learner(cfg, seed=seed, device=args.device)
+    matrix, class_matrix, per_version = [], [], []
     for t, classes in enumerate(tasks):
-        x, y = select(data["x_train"], data["y_train"], classes)
+        x, y = select(x_train, y_train, classes)
         report = learner.learn_task(x, y)
-        matrix.append(task_accuracies(lambda v: learner.predict(v)[0], data, tasks, t))
-        params.append(report.parameters)
-        seconds.append(report.seconds)
-        reports.append({k: report.as_dict()[k] for k in ("widths", "mask_usage", "units_added", "free")})
+        per_task, per_class = evaluate(lambda v: learner.predict(v)[0], pool, tasks, t)
+        matrix.append(per_task)
+        class_matrix.append(per_class)
+        epochs, batches = budget(cfg, len(x))
+        per_version.append(
+            {
+                "classes": classes,
+                "images": len(x),
+                "epochs": epochs,
+                "steps": epochs * batches,
+                "seconds": report.seconds,
+                "generator_parameters": learner.generator_parameter_count(),
+                "parameters": learner.parameter_count(),
+                "widths": report.widths,
+                "mask_usage": report.mask_usage,
+                "units_added": report.units_added,
+                "low_fidelity": report.low_fidelity,
+                "losses": report.losses,
+            }
+        )
         print(
-            f"  {variant} task {t} {classes}: A_t={np.mean(matrix[-1]):.3f} {report.seconds:.0f}s "
-            f"widths={report.widths}",
+            f"  {ctx['label']} task {t} {classes}: A_t={np.mean(per_task):.3f} {report.seconds:.0f}s "
+            f"({epochs * batches} steps) widths={report.widths}",
             flush=True,
         )
-    gen_params = sum(
-        p.numel() for n, p in learner.generator.named_parameters() if not n.startswith("embedding")
-    )
+    gen = [v["generator_parameters"] for v in per_version]
+    total = [v["parameters"] for v in per_version]
+    own = learner.fidelity()
+    oracle = ctx["oracle"]()
+    bench = oracle.fidelity(learner, seed)
     return {
-        **summarise(matrix),
-        "parameters_per_version": params,
-        "seconds_per_task": seconds,
-        "generator_parameters_final": gen_params,
-        "layers_per_task": reports,
-        "config": learner.config.to_dict(),
+        **run_metrics(matrix, class_matrix, tasks),
+        "seconds_per_task": [v["seconds"] for v in per_version],
+        "generator_parameters_per_version": gen,
+        "parameters_per_version": total,
+        "generator_growth": gen[-1] / gen[0],
+        "total_growth": total[-1] / total[0],
+        "learner_fidelity": own,
+        "learner_min_fidelity": min((f for f in own.values() if f is not None), default=None),
+        "fidelity": bench,
+        "min_fidelity": min(bench.values()),
+        # fidelity / the oracle's accuracy on the class's real test images: 1.0 = as recognisable as real
+        "fidelity_relative": {
+            c: f / max(oracle.record["class_test_accuracy"][c], 1e-9) for c, f in bench.items()
+        },
+        "oracle": oracle.record,
+        "per_version": per_version,
+        "config": cfg.to_dict(),
     }
 
 
-def run_finetune(args, data, tasks, shape) -> dict:
-    clf = PlainClassifier(config(args, "dgmw", shape), seed=args.seed, device=args.device or "cpu")
-    epochs = clf.cfg.epochs
-    matrix, seconds = [], []
+def run_baseline(args, ctx: dict, method: str) -> dict:
+    """finetune: one classifier trained task after task on the new classes only (lower bound);
+    joint: at every t a fresh classifier on the real images of tasks 0..t (upper bound).
+
+    Each fit gets at least the epochs that DGM's budget (dgm.train.budget) gives an upload of its size,
+    and at least as many batches as a DGM learner takes for task t: the budget it is compared with.
+    """
+    tasks, pool, seed = ctx["tasks"], ctx["pool"], ctx["seed"]
+    x_train, y_train = ctx["x_train"], ctx["y_train"]
+    cfg = dgm_config(args, "dgmw", ctx["shape"])
+    device = args.device or "cpu"
+    clf = PlainClassifier(cfg, seed=seed, device=device)
+    matrix, class_matrix, seconds, epochs_per_task, batches_per_task, dgm_steps, params = (
+        [] for _ in range(7)
+    )
     for t, classes in enumerate(tasks):
+        if method == "joint":
+            clf = PlainClassifier(cfg, seed=seed, device=device)
+            x, y = select(x_train, y_train, [c for task in tasks[: t + 1] for c in task])
+        else:
+            x, y = select(x_train, y_train, classes)
+        dgm_epochs, dgm_batches = budget(cfg, int(np.isin(y_train, classes).sum()))
+        epochs, batches = budget(cfg, len(x))
+        epochs = max(epochs, math.ceil(dgm_epochs * dgm_batches / batches))
+        dgm_steps.append(dgm_epochs * dgm_batches)
         started = time.perf_counter()
-        clf.fit(*select(data["x_train"], data["y_train"], classes), epochs=epochs)
+        clf.fit(x, y, epochs=epochs)
         seconds.append(round(time.perf_counter() - started, 3))
-        matrix.append(task_accuracies(clf.predict, data, tasks, t))
-    return {**summarise(matrix), "seconds_per_task": seconds, "epochs": epochs}
-
-
-def run_joint(args, data, tasks, shape) -> dict:
-    """Upper bound at every t: a fresh classifier trained on the real data of tasks 0..t together."""
-    matrix, seconds = [], []
-    epochs = config(args, "dgmw", shape).epochs
-    for t in range(len(tasks)):
-        clf = PlainClassifier(config(args, "dgmw", shape), seed=args.seed, device=args.device or "cpu")
-        started = time.perf_counter()
-        clf.fit(*select(data["x_train"], data["y_train"], sum(tasks[: t + 1], [])), epochs=epochs)
-        seconds.append(round(time.perf_counter() - started, 3))
-        matrix.append(task_accuracies(clf.predict, data, tasks, t))
-    return {**summarise(matrix), "seconds_per_task": seconds, "epochs": epochs}
+        epochs_per_task.append(epochs)
+        batches_per_task.append(epochs * batches)
+        params.append(clf.parameter_count())
+        per_task, per_class = evaluate(clf.predict, pool, tasks, t)
+        matrix.append(per_task)
+        class_matrix.append(per_class)
+        print(f"  {ctx['label']} task {t}: A_t={np.mean(per_task):.3f} {seconds[-1]:.0f}s", flush=True)
+    return {
+        **run_metrics(matrix, class_matrix, tasks),
+        "seconds_per_task": seconds,
+        "epochs_per_task": epochs_per_task,
+        "batches_per_task": batches_per_task,
+        "dgm_steps_per_task": dgm_steps,
+        "parameters_per_version": params,
+        "config": cfg.to_dict(),
+    }
 
 
 def time_masked_step(args, shape, variant="dgmw", repeats=20) -> dict:
     """Seconds per training step (D and G) with masks, and the same network with masking switched off."""
-    learner = Learner(config(args, variant, shape), seed=args.seed, device=args.device)
-    cfg, gen = learner.config, learner.generator
     from dgm.networks import Discriminator
 
+    torch.set_flush_denormal(True)  # as Learner.learn_task does: subnormals make CPU steps ~15x slower
+    learner = Learner(dgm_config(args, variant, shape), seed=0, device=args.device)
+    cfg, gen = learner.config, learner.generator
     gen.begin_task(2)
-    disc = Discriminator(shape[0], cfg.ndf, 2).to(learner.device)
+    disc = Discriminator(shape[0], cfg.ndf, 2, projection=cfg.projection).to(learner.device)
     rng = torch.Generator(device=learner.device).manual_seed(0)
     trainer = TaskTrainer(cfg, gen, disc, 0, rng)
     x = torch.rand(cfg.batch_size, shape[0], 32, 32, device=learner.device) * 2 - 1
@@ -164,108 +342,487 @@ def time_masked_step(args, shape, variant="dgmw", repeats=20) -> dict:
         "masked_step_s": masked,
         "unmasked_step_s": unmasked,
         "ratio": masked / unmasked,
-        "target_ratio": 1.25,
+        "target_ratio": TARGETS["masked_step_ratio"],
+        "threads": torch.get_num_threads(),
+        "date": describe()["date"],
     }
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    protocols = list(results["protocols"])
-    fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 4), squeeze=False)
-    for ax, name in zip(axes[0], protocols, strict=True):
-        for method, res in results["protocols"][name]["methods"].items():
-            a_t = res["A_t"]
-            ax.plot(range(1, len(a_t) + 1), a_t, marker="o", label=method)
-        ax.set_title(f"Fashion-MNIST {name}" if not results["quick"] else f"digits {name}")
-        ax.set_xlabel("tasks learned")
-        ax.set_ylabel("A_t (mean accuracy over tasks seen)")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"epochs/task={results['epochs_per_task']}, train images/class={results['train_per_class']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+# ----- summary and targets ---------------------------------------------------------------------
+def run_key(run: dict) -> tuple:
+    return (run["protocol"], run["train_per_class"], run["seed"], run["method"])
 
 
-def _write(results: dict, out: Path) -> None:
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _sd(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def method_order(method: str) -> tuple:
+    """dgmw, dgma, joint, finetune, then the ablation's dgmw-<lever> rows."""
+    base, _, lever = method.partition("-")
+    return (bool(lever), METHODS.index(base) if base in METHODS else len(METHODS), lever)
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """One row per protocol x size x method: means (and sds) over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["protocol"], run["train_per_class"], run["method"]), []).append(run)
+    rows = []
+    protocols = list(PROTOCOLS)
+    for (protocol, size, method), group in sorted(
+        groups.items(),
+        key=lambda kv: (
+            protocols.index(kv[0][0]) if kv[0][0] in protocols else 99,
+            kv[0][1],
+            method_order(kv[0][2]),
+        ),
+    ):
+        group.sort(key=lambda r: r["seed"])
+        finals = [r["A_final"] for r in group]
+        a_t = np.array([r["A_t"] for r in group])
+        secs = [float(np.mean(r["seconds_per_task"])) for r in group]
+        rows.append(
+            {
+                "protocol": protocol,
+                "train_per_class": size,
+                "method": method,
+                "lever": group[0].get("lever"),
+                "lever_description": group[0].get("lever_description"),
+                "overrides": group[0].get("overrides") or {},
+                "seeds": [r["seed"] for r in group],
+                "tasks": len(group[0]["A_t"]),
+                "final_a_mean": _mean(finals),
+                "final_a_sd": _sd(finals),
+                "a_t_mean": a_t.mean(0).tolist(),
+                "a_t_sd": a_t.std(0, ddof=1).tolist() if len(group) > 1 else None,
+                "average_forgetting": _mean(r["average_forgetting"] for r in group),
+                "min_old_class_acc": _mean(r["min_old_class_acc"] for r in group),
+                "min_old_class_acc_sd": _sd(r["min_old_class_acc"] for r in group),
+                "min_old_class_acc_worst": min(
+                    (r["min_old_class_acc"] for r in group if r["min_old_class_acc"] is not None),
+                    default=None,
+                ),
+                "min_fidelity": _mean(r.get("min_fidelity") for r in group),
+                "min_fidelity_sd": _sd(r.get("min_fidelity") for r in group),
+                "min_fidelity_relative": _mean(
+                    min(r["fidelity_relative"].values()) if r.get("fidelity_relative") else None
+                    for r in group
+                ),
+                "oracle_test_accuracy": _mean((r.get("oracle") or {}).get("test_accuracy") for r in group),
+                "learner_min_fidelity": _mean(r.get("learner_min_fidelity") for r in group),
+                "generator_growth": _mean(r.get("generator_growth") for r in group),
+                "total_growth": _mean(r.get("total_growth") for r in group),
+                "generator_parameters_first": _mean(
+                    (r.get("generator_parameters_per_version") or [None])[0] for r in group
+                ),
+                "generator_parameters_last": _mean(
+                    (r.get("generator_parameters_per_version") or [None])[-1] for r in group
+                ),
+                "seconds_per_task": _mean(secs),
+                "seconds_per_task_sd": _sd(secs),
+                "epochs_per_task": group[0].get("epochs_per_task"),
+                "batches_per_task": group[0].get("batches_per_task"),
+                # the DGM budget of each task: its own steps, or the one a baseline was matched to
+                "dgm_steps_per_task": [v["steps"] for v in group[0]["per_version"]]
+                if "per_version" in group[0]
+                else group[0].get("dgm_steps_per_task"),
+            }
+        )
+    return rows
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _target(value, limit: float, at_least: bool, detail: str) -> dict:
+    ok = value is not None and (value >= limit if at_least else value <= limit)
+    return {
+        "value": value,
+        "target": f"{'>=' if at_least else '<='} {limit:g}",
+        "pass": bool(ok),
+        "detail": detail,
+    }
+
+
+def evaluate_targets(summary: list[dict], masked_step: list[dict]) -> dict[str, dict]:
+    """Issue 9's targets, each with the measured value (means over seeds) and pass/fail."""
+    rows = {(r["protocol"], r["train_per_class"], r["method"]): r for r in summary}
+    out: dict[str, dict] = {}
+    for (protocol, size, method), row in rows.items():
+        where = f"{protocol} {size}/class"
+        joint = rows.get((protocol, size, "joint"))
+        if method == "dgmw" and joint and joint["final_a_mean"]:
+            out[f"dgmw_vs_joint {where}"] = _target(
+                row["final_a_mean"] / joint["final_a_mean"],
+                TARGETS["dgmw_vs_joint"],
+                True,
+                f"DGMw final A {row['final_a_mean']:.3f} / joint {joint['final_a_mean']:.3f}, "
+                f"seeds {row['seeds']}",
+            )
+        if method == "dgmw" and protocol == "5x2":
+            out[f"min_old_class_acc {where}"] = _target(
+                row["min_old_class_acc"],
+                TARGETS["min_old_class_acc_5x2"],
+                True,
+                "DGMw: worst old class after the last task, mean over seeds "
+                f"(worst seed {_fmt(row['min_old_class_acc_worst'])})",
+            )
+        if method in ("dgmw", "dgma"):
+            out[f"min_fidelity {method} {where}"] = _target(
+                row["min_fidelity"],
+                TARGETS["min_fidelity"],
+                True,
+                "the benchmark oracle's fidelity of the worst class after the last task, mean over seeds "
+                "(relative to the oracle's accuracy on that class's real test images: "
+                f"{_fmt(row['min_fidelity_relative'])}; oracle test accuracy "
+                f"{_fmt(row['oracle_test_accuracy'])})",
+            )
+            if row["tasks"] >= 10:
+                out[f"generator_growth {method} {where}"] = _target(
+                    row["generator_growth"],
+                    TARGETS["generator_growth_10_tasks"],
+                    False,
+                    f"generator parameters after {row['tasks']} tasks / after the first",
+                )
+        if method == "dgmw" and protocol == "5x2" and size == 800:
+            out["seconds_1600_image_task dgmw 5x2 800/class"] = _target(
+                row["seconds_per_task"],
+                TARGETS["seconds_1600_image_task"],
+                False,
+                "mean seconds per 1600-image task (28x28), at the runs' torch threads (see runs)",
+            )
+    by_variant: dict[str, list[dict]] = {}
+    for m in masked_step:
+        by_variant.setdefault(m["variant"], []).append(m)
+    for variant, timings in by_variant.items():
+        timings.sort(key=lambda m: m["ratio"])
+        mid = timings[len(timings) // 2]
+        out[f"masked_step_ratio {variant}"] = _target(
+            mid["ratio"],
+            TARGETS["masked_step_ratio"],
+            False,
+            f"one training step (D and G, batch {mid['batch_size']}) masked {mid['masked_step_s'] * 1000:.1f}"
+            f" ms vs unmasked {mid['unmasked_step_s'] * 1000:.1f} ms, the median of {len(timings)} timing(s)",
+        )
+    return out
+
+
+def finish(results: dict) -> dict:
+    results["runs"].sort(
+        key=lambda r: (r["protocol"], r["train_per_class"], r["seed"], method_order(r["method"]))
+    )
+    results["summary"] = summarise(results["runs"])
+    results["targets"] = evaluate_targets(results["summary"], results.get("masked_step", []))
+    return results
+
+
+# ----- output ----------------------------------------------------------------------------------
+def write(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(results, indent=1, default=str))
     tmp.replace(out)
 
 
+def plot(results: dict, path: Path) -> list[Path]:
+    """A_t curves (mean +- sd over seeds) per protocol x size, and DGMw's per-class accuracy heatmaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    summary = results["summary"]
+    panels = sorted({(r["protocol"], r["train_per_class"]) for r in summary}, key=lambda p: (p[1], p[0]))
+    if not panels:
+        return []
+    written = []
+    cols = len({p for p, _ in panels})
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    data = "digits" if results["settings"]["quick"] else "Fashion-MNIST"
+    for ax, (protocol, size) in zip(axes.flat, panels, strict=False):
+        for row in (r for r in summary if (r["protocol"], r["train_per_class"]) == (protocol, size)):
+            mean = np.array(row["a_t_mean"])
+            x = np.arange(1, len(mean) + 1)
+            style = "--" if row["lever"] else "-"
+            (line,) = ax.plot(
+                x, mean, style, marker="o", ms=3, label=f"{row['method']} (n={len(row['seeds'])})"
+            )
+            if row["a_t_sd"]:
+                sd = np.array(row["a_t_sd"])
+                ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.15)
+        ax.set_title(f"{data} {protocol}, {size or 'all'} images/class")
+        ax.set_xlabel("tasks learned")
+        ax.set_ylabel("A_t (mean accuracy over tasks seen)")
+        ax.set_ylim(0, 1.02)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle(f"preset {results['settings']['preset']}; mean ± sd over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    heat = [
+        p
+        for p in panels
+        if any(r["method"] == "dgmw" and (r["protocol"], r["train_per_class"]) == p for r in results["runs"])
+    ]
+    if heat:
+        fig, axes = plt.subplots(1, len(heat), figsize=(5 * len(heat), 4.4), squeeze=False)
+        for ax, (protocol, size) in zip(axes[0], heat, strict=True):
+            group = [
+                r for r in results["runs"]
+                if r["method"] == "dgmw" and (r["protocol"], r["train_per_class"]) == (protocol, size)
+            ]  # fmt: skip
+            grids = np.array(
+                [
+                    [[np.nan if a is None else a for a in row] for row in r["class_accuracy_matrix"]]
+                    for r in group
+                ],
+                dtype=float,
+            )
+            seen = (~np.isnan(grids)).sum(0)
+            grid = np.where(seen > 0, np.nansum(grids, 0) / np.maximum(seen, 1), np.nan)  # mean over seeds
+            im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            classes = [c for task in group[0]["tasks"] for c in task]
+            ax.set_xticks(range(len(classes)), classes, rotation=60, fontsize=7, ha="right")
+            ax.set_yticks(range(len(grid)), [str(t + 1) for t in range(len(grid))], fontsize=7)
+            ax.set_ylabel("after task")
+            ax.set_title(f"DGMw {protocol}, {size or 'all'}/class (n={len(group)})", fontsize=9)
+            for (i, j), v in np.ndenumerate(grid):
+                if not np.isnan(v):
+                    ax.text(
+                        j, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="w" if v < 0.6 else "k"
+                    )
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="accuracy on real test images of the class")
+        classes_path = path.with_name(path.stem + "_dgmw_classes.png")
+        fig.savefig(classes_path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(classes_path)
+    return written
+
+
+def publish(results: dict, out: Path) -> None:
+    finish(results)
+    write(results, out)
+
+
+# ----- the command -----------------------------------------------------------------------------
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="dgm bench accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR), help="folder with the four IDX files")
-    p.add_argument("--train-per-class", type=int, default=2000, help="0 = all (6000 for Fashion-MNIST)")
-    p.add_argument("--epochs", type=int, default=0, help="epochs per task (0 = the preset's)")
+    p.add_argument("--protocols", nargs="+", default=None, choices=list(PROTOCOLS), help="default 5x2 10x1")
+    p.add_argument(
+        "--train-per-class", "--sizes", dest="sizes", nargs="+", type=int, default=None,
+        help="training images per class, one run set per size (0 = all); default 800 2000",
+    )  # fmt: skip
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2")
+    p.add_argument(
+        "--methods", nargs="*", default=None, choices=list(METHODS),
+        help=f"default {' '.join(METHODS)}; with --ablation/--levers/--lever default none (levers only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ablation", action="store_true", help=f"also DGMw with each lever off: {', '.join(LEVERS)}"
+    )
+    p.add_argument("--levers", nargs="+", default=None, metavar="NAME", help="run only these levers")
+    p.add_argument(
+        "--lever", nargs="+", action="append", default=[], metavar=("NAME", "KEY=JSON"),
+        help="an extra lever: --lever no_sparsity lam=0 (repeatable)",
+    )  # fmt: skip
     p.add_argument("--preset", default="small")
-    p.add_argument("--protocols", nargs="+", default=["5x2", "10x1"])
-    p.add_argument("--variants", nargs="+", default=["dgmw", "dgma"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=JSON", help="LearnerConfig overrides for every run"
+    )
+    p.add_argument("--max-tasks", type=int, default=0, help="stop each run after this many tasks (0 = all)")
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    p.add_argument("--quick", action="store_true", help="seconds-long smoke run on sklearn digits")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--no-step-timing", action="store_true", help="skip the masked-vs-unmasked step timing")
+    p.add_argument("--quick", action="store_true", help="seconds-long smoke run: Pillow digits, preset tiny")
+    p.add_argument("--resume", action="store_true", help="keep the runs already in --out and skip them")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="merge these results into --out")
     p.add_argument(
         "--out", default=None, help="results JSON (default benchmarks/results/accuracy[_quick].json)"
     )
     args = p.parse_args(argv)
-    if args.quick:
-        args.preset, args.train_per_class = "tiny", 0
-        args.epochs = args.epochs or 2
+    levers = dict(LEVERS)
+    for name, *pairs in args.lever:
+        levers[name] = {"overrides": parse_pairs(pairs), "description": " ".join(pairs)}
+    chosen = args.levers or ([e[0] for e in args.lever] if args.lever and not args.ablation else None)
+    unknown = sorted(set(chosen or []) - set(levers))
+    if unknown:
+        p.error(f"unknown lever(s) {unknown}; known: {sorted(levers)}")
+    args.lever_defs = {n: levers[n] for n in (chosen or levers)} if (args.ablation or chosen) else {}
+    if args.methods is None:
+        args.methods = [] if args.lever_defs else list(METHODS)
+    args.set = parse_pairs(args.set)
+    if args.quick:  # seconds: two tasks, the tiny preset at 40 steps, no per-task fidelity classifier
+        args.preset = "tiny"
+        args.set = {**QUICK_SET, **args.set}
+        args.protocols = args.protocols or ["5x2"]
+        args.sizes = args.sizes or [40]
+        args.seeds = args.seeds or [0]
+        args.max_tasks = args.max_tasks or 2
+    args.protocols = args.protocols or list(PROTOCOLS)
+    args.sizes = args.sizes or [800, 2000]
+    args.seeds = args.seeds if args.seeds is not None else [0, 1, 2]
     return args
+
+
+def settings(args) -> dict:
+    return {
+        "quick": args.quick,
+        "preset": args.preset,
+        "set": args.set,
+        "data": "digits drawn by benchmarks.digits (Pillow)"
+        if args.quick
+        else f"Fashion-MNIST from {args.data_dir}",
+        "labels": "class names (digit words, Fashion-MNIST names): sorted order is not the class order",
+        "max_tasks": args.max_tasks,
+        "oracle": f"dgm.baselines.PlainClassifier on every real training image, >= {ORACLE_EPOCHS} epochs",
+        "fidelity_samples": FIDELITY_SAMPLES,
+        "baseline_budget": "per fit: >= the preset's epochs and >= the DGM task's steps, in batches",
+    }
+
+
+def check_compatible(a: dict, b: dict, what: str) -> None:
+    diff = {k: (a.get(k), b.get(k)) for k in COMPATIBLE if a.get(k) != b.get(k)}
+    if diff:
+        raise SystemExit(f"{what}: settings differ, refusing to mix the runs: {diff}")
+
+
+def merge(paths: list[str], out: Path) -> dict:
+    merged: dict | None = None
+    seen: set[tuple] = set()
+    for path in paths:
+        res = json.loads(Path(path).read_text())
+        if merged is None:
+            merged = {**res, "runs": [], "masked_step": [], "merged_from": []}
+        check_compatible(merged["settings"], res["settings"], f"--merge {path}")
+        kept = 0
+        for run in res["runs"]:
+            if run_key(run) in seen:
+                print(f"{path}: duplicate run {run_key(run)} skipped (the first file's is kept)", flush=True)
+                continue
+            seen.add(run_key(run))
+            merged["runs"].append(run)
+            kept += 1
+        merged["masked_step"] += [m for m in res.get("masked_step", []) if m not in merged["masked_step"]]
+        merged["merged_from"].append({"file": str(path), "machine": res.get("machine"), "runs": kept})
+    assert merged is not None
+    publish(merged, out)
+    for written in plot(merged, out.with_suffix(".png")):
+        print(f"wrote {written}")
+    print(f"wrote {out}: {len(merged['runs'])} runs")
+    return merged
+
+
+def run_one(args, pool: dict, shape, seed: int, size: int, protocol: str, method: str, oracle) -> dict:
+    """One run: `method` (dgmw, dgma, joint, finetune or dgmw-<lever>) on one protocol, size and seed."""
+    x_train, y_train = subsample(pool, size, seed)
+    tasks = class_incremental(y_train, PROTOCOLS[protocol], order=pool["classes"])[: args.max_tasks or None]
+    label = f"{protocol} {size}/class seed {seed} {method}"
+    print(f"{label}: {len(tasks)} tasks", flush=True)
+    ctx = {
+        "tasks": tasks, "x_train": x_train, "y_train": y_train, "pool": pool, "seed": seed, "shape": shape,
+        "oracle": oracle, "label": label,
+    }  # fmt: skip
+    _, _, lever = method.partition("-")
+    overrides = args.lever_defs[lever]["overrides"] if lever else {}
+    if lever and LearnerConfig.preset(args.preset, **args.set) == LearnerConfig.preset(
+        args.preset, **{**args.set, **overrides}
+    ):
+        print(f"  note: lever {lever} {overrides} changes nothing: the preset has it already", flush=True)
+    started = time.perf_counter()
+    if method in ("joint", "finetune"):
+        res = run_baseline(args, ctx, method)
+    else:
+        res = run_dgm(args, ctx, "dgmw" if lever else method, overrides)
+    run = {
+        "protocol": protocol,
+        "train_per_class": size,
+        "seed": seed,
+        "method": method,
+        "lever": lever or None,
+        "lever_description": args.lever_defs[lever]["description"] if lever else None,
+        "overrides": overrides,
+        "tasks": tasks,
+        "test_images": int(np.isin(pool["y_test"], sum(tasks, [])).sum()),
+        **res,
+        "seconds": round(time.perf_counter() - started, 1),
+        "threads": torch.get_num_threads(),
+        "date": describe()["date"],
+    }
+    print(
+        f"{label}: final A {run['A_final']:.3f}, min old class {_fmt(run['min_old_class_acc'])}, "
+        f"min fidelity {_fmt(run.get('min_fidelity'))}, {run['seconds']:.0f}s",
+        flush=True,
+    )
+    return run
 
 
 def main(argv=None) -> dict:
     args = parse(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = load_data(args)
-    shape = (1, *data["x_train"].shape[1:3])
     stem = "accuracy_quick" if args.quick else "accuracy"
     out = Path(args.out) if args.out else RESULTS / f"{stem}.json"
-    results = {
-        "machine": describe(),
-        "seed": args.seed,
-        "quick": args.quick,
-        "data": "sklearn digits" if args.quick else f"Fashion-MNIST IDX from {args.data_dir}",
-        "train_per_class": args.train_per_class or "all",
-        "test_images": int(len(data["y_test"])),
-        "epochs_per_task": config(args, "dgmw", shape).epochs,
-        "protocols": {},
-    }
-    for name in args.protocols:
-        per_task = {"5x2": 2, "10x1": 1}[name]
-        tasks = class_incremental(data["y_train"], per_task)
-        methods, started = {}, time.perf_counter()
-        print(f"protocol {name}: {tasks}", flush=True)
-        for variant in args.variants:
-            methods[variant] = run_dgm(args, variant, data, tasks, shape)
-        methods["joint"] = run_joint(args, data, tasks, shape)
-        methods["finetune"] = run_finetune(args, data, tasks, shape)
-        entry = {"tasks": tasks, "methods": methods, "seconds": round(time.perf_counter() - started, 1)}
-        if "dgmw" in methods:
-            a = methods["dgmw"]["A_final"]
-            entry["dgmw_vs_joint"] = a / methods["joint"]["A_final"]
-            entry["dgmw_vs_finetune"] = a / max(methods["finetune"]["A_final"], 1e-9)
-        for variant in args.variants:
-            p = methods[variant]["parameters_per_version"]
-            entry.setdefault("parameter_growth", {})[variant] = p[-1] / p[0]
-        results["protocols"][name] = entry
-        print(json.dumps({k: v for k, v in entry.items() if k not in ("methods", "tasks")}), flush=True)
-        _write(results, out)  # after every protocol, so a long run that is stopped keeps what it did
-    results["masked_step"] = [time_masked_step(args, shape, v) for v in args.variants]
-    _write(results, out)
-    plot(results, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    if args.merge:
+        return merge(args.merge, out)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = {"machine": describe(), "settings": settings(args), "runs": [], "masked_step": []}
+    if args.resume and out.exists():
+        previous = json.loads(out.read_text())
+        check_compatible(previous.get("settings", {}), results["settings"], f"--resume {out}")
+        results["runs"], results["masked_step"] = previous["runs"], previous.get("masked_step", [])
+        print(f"resuming {out}: {len(results['runs'])} runs kept", flush=True)
+    pool = load_pool(args)
+    shape = (1, *pool["x_train"].shape[1:3])
+    timed = {m["variant"] for m in results["masked_step"]}
+    if not args.no_step_timing:
+        for variant in [m for m in ("dgmw", "dgma") if m in args.methods and m not in timed]:
+            repeats = 5 if args.quick else 20
+            results["masked_step"].append(time_masked_step(args, shape, variant, repeats=repeats))
+            publish(results, out)
+    oracles: dict[int, Oracle] = {}  # trained once per seed, when the first DGM run of the seed needs it
+
+    def oracle_for(seed: int) -> Oracle:
+        if seed not in oracles:
+            oracles[seed] = Oracle(args, pool, seed, shape)
+        return oracles[seed]
+
+    done = {run_key(r) for r in results["runs"]}
+    methods = [*args.methods, *(f"dgmw-{lever}" for lever in args.lever_defs)]
+    for seed in args.seeds:
+        for size in args.sizes:
+            for protocol in args.protocols:
+                for method in methods:
+                    if (protocol, size, seed, method) in done:
+                        print(f"skip {(protocol, size, seed, method)}: already in {out}", flush=True)
+                        continue
+                    oracle = functools.partial(oracle_for, seed)
+                    results["runs"].append(run_one(args, pool, shape, seed, size, protocol, method, oracle))
+                    publish(results, out)  # after every run: a stopped benchmark keeps what it did
+    publish(results, out)
+    written = plot(results, out.with_suffix(".png"))
+    print(f"wrote {out}" + "".join(f" and {p}" for p in written))
+    for name, t in results["targets"].items():
+        print(f"  target {name}: {_fmt(t['value'])} ({t['target']}) {'pass' if t['pass'] else 'FAIL'}")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

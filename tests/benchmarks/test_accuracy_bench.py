@@ -1,17 +1,85 @@
+"""`dgm bench accuracy --quick`: the summary, the targets, the ablation, --resume and --merge."""
+
 import json
 
-from benchmarks import accuracy
+from benchmarks import accuracy, report
+
+SUMMARY_FIELDS = {
+    "protocol", "train_per_class", "method", "seeds", "final_a_mean", "final_a_sd", "min_old_class_acc",
+    "min_fidelity", "generator_growth", "total_growth", "seconds_per_task",
+}  # fmt: skip
 
 
-def test_quick_accuracy_bench_writes_matrix_and_baselines(tmp_path):
-    out = tmp_path / "acc.json"
-    accuracy.main(["--quick", "--protocols", "5x2", "--variants", "dgmw", "--out", str(out)])
-    res = json.loads(out.read_text())
-    entry = res["protocols"]["5x2"]
-    dgmw = entry["methods"]["dgmw"]
-    assert [len(row) for row in dgmw["accuracy_matrix"]] == [1, 2, 3, 4, 5]
-    assert set(entry["methods"]) == {"dgmw", "joint", "finetune"}
-    assert len(dgmw["A_t"]) == 5 and 0 <= dgmw["average_forgetting"] <= 1
-    assert dgmw["parameters_per_version"] == sorted(dgmw["parameters_per_version"])
-    assert res["masked_step"][0]["ratio"] > 0 and res["machine"]["cpu_cores"]
-    assert out.with_suffix(".png").stat().st_size > 1000
+def test_quick_accuracy_bench_summary_ablation_resume_and_merge(tmp_path, capsys):
+    main, extra, merged = tmp_path / "acc.json", tmp_path / "ablation.json", tmp_path / "merged.json"
+    accuracy.main(["--quick", "--out", str(main)])
+    res = json.loads(main.read_text())
+    assert res["machine"]["cpu_cores"] and res["settings"]["preset"] == "tiny"
+    assert {(r["protocol"], r["train_per_class"], r["seed"], r["method"]) for r in res["runs"]} == {
+        ("5x2", 40, 0, m) for m in ("dgmw", "dgma", "joint", "finetune")
+    }
+    dgmw = next(r for r in res["runs"] if r["method"] == "dgmw")
+    assert dgmw["tasks"] == [["zero", "one"], ["two", "three"]]
+    assert [len(row) for row in dgmw["accuracy_matrix"]] == [1, 2]
+    assert dgmw["class_accuracy_matrix"][0][2:] == [None, None]  # classes not seen yet
+    assert all(0 <= a <= 1 for a in dgmw["class_accuracy_matrix"][1])
+    assert dgmw["min_old_class_acc"] == min(dgmw["class_accuracy_matrix"][1][:2])
+    gen = dgmw["generator_parameters_per_version"]
+    assert len(gen) == 2 and gen[0] <= gen[1] and dgmw["generator_growth"] == gen[1] / gen[0]
+    assert dgmw["parameters_per_version"][0] > gen[0]  # the serving classifier counts in the total
+    assert set(dgmw["fidelity"]) == {"zero", "one", "two", "three"} and dgmw["min_fidelity"] >= 0
+    assert set(dgmw["learner_fidelity"]) == set(dgmw["fidelity"])
+    assert dgmw["oracle"]["test_accuracy"] > 0.5  # an oracle that cannot read real digits judges nothing
+    joint = next(r for r in res["runs"] if r["method"] == "joint")
+    dgm_steps = [v["steps"] for v in dgmw["per_version"]]
+    assert all(b >= s for b, s in zip(joint["batches_per_task"], dgm_steps, strict=True))
+
+    rows = {r["method"]: r for r in res["summary"]}
+    assert set(rows) == {"dgmw", "dgma", "joint", "finetune"}
+    for row in rows.values():
+        assert SUMMARY_FIELDS <= set(row) and row["seeds"] == [0] and row["train_per_class"] == 40
+    assert rows["dgmw"]["final_a_mean"] == dgmw["A_final"] and rows["joint"]["min_fidelity"] is None
+    targets = res["targets"]
+    assert {
+        "dgmw_vs_joint 5x2 40/class",
+        "min_old_class_acc 5x2 40/class",
+        "min_fidelity dgmw 5x2 40/class",
+    } <= set(targets)
+    assert {"masked_step_ratio dgmw", "masked_step_ratio dgma"} <= set(targets)
+    assert all({"value", "target", "pass"} <= set(t) for t in targets.values())
+    assert main.with_suffix(".png").stat().st_size > 1000
+    assert (tmp_path / "acc_dgmw_classes.png").stat().st_size > 1000
+
+    # --resume: nothing left to run, the runs and the timing are kept as they were
+    capsys.readouterr()
+    accuracy.main(["--quick", "--resume", "--out", str(main)])
+    assert "skip ('5x2', 40, 0, 'dgmw')" in capsys.readouterr().out
+    again = json.loads(main.read_text())
+    assert again["runs"] == res["runs"] and again["masked_step"] == res["masked_step"]
+
+    # the ablation, one lever, in a file of its own (as a parallel process would), then merged
+    accuracy.main(["--quick", "--levers", "consolidate_real", "--out", str(extra)])
+    ablation = json.loads(extra.read_text())
+    assert [r["method"] for r in ablation["runs"]] == ["dgmw-consolidate_real"]
+    assert ablation["runs"][0]["config"]["consolidate_real"] is True and not ablation["masked_step"]
+    accuracy.main(["--merge", str(main), str(extra), str(main), "--out", str(merged)])
+    both = json.loads(merged.read_text())
+    assert len(both["runs"]) == 5  # the second copy of acc.json adds nothing
+    lever = next(r for r in both["summary"] if r["method"] == "dgmw-consolidate_real")
+    assert SUMMARY_FIELDS <= set(lever) and lever["overrides"] == {"consolidate_real": True}
+    assert both["targets"] == again["targets"]  # the lever's runs do not enter the targets
+
+    table = report.accuracy_table(merged)
+    assert "| 5x2 | 40 | dgmw | 1 |" in table and "dgmw-consolidate_real" not in table
+    assert "dgmw_vs_joint 5x2 40/class" in table
+    assert "`consolidate_real`: real current-task images" in report.ablation_table(merged)
+
+
+def test_levers_and_overrides_parse():
+    args = accuracy.parse(["--ablation", "--lever", "no_sparsity", "lam=0", "--set", "epochs=3"])
+    assert args.methods == [] and set(args.lever_defs) == {*accuracy.LEVERS, "no_sparsity"}
+    assert args.lever_defs["no_sparsity"]["overrides"] == {"lam": 0} and args.set == {"epochs": 3}
+    args = accuracy.parse(["--levers", "no_projection", "--methods", "dgmw", "--sizes", "800", "2000"])
+    assert list(args.lever_defs) == ["no_projection"] and args.methods == ["dgmw"]
+    assert args.sizes == [800, 2000] and args.seeds == [0, 1, 2] and args.protocols == ["5x2", "10x1"]
+    assert accuracy.parse([]).methods == list(accuracy.METHODS)
