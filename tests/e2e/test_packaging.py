@@ -28,10 +28,9 @@ from benchmarks.serve import start_serve
 from tests.service.support import ADMIN, ROOT, TINY, auth, digits, npz_bytes, wait_job
 
 PACKAGES = ("dgm", "core", "service", "worker", "benchmarks")  # what pyproject.toml ships
-# Imported only by scripts that say how to get them; not by `dgm serve`, `dgm worker` or `dgm bench predict`.
+# Imported only by scripts that say how to get them; not by `dgm serve`, `dgm worker` or `dgm bench`.
 OPTIONAL = {
     "selenium": "benchmarks/screenshot_dashboard.py, a maintainer's script that also needs chromium",
-    "sklearn": "benchmarks/accuracy.py --quick reads sklearn's digits",
 }
 SOURCE_IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "var", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", "tests"
