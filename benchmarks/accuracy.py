@@ -63,8 +63,12 @@ LEVERS: dict[str, dict[str, Any]] = {
         "description": "real current-task images added to consolidation",
     },
     "no_step_floor": {
-        "overrides": {"steps": 0},
-        "description": "no step floor: epochs over the upload only",
+        "overrides": {"steps": 0, "epochs": 5},
+        "description": "no step floor: 5 epochs over the upload, the previous small preset's budget",
+    },
+    "zero_mask_start": {
+        "overrides": {"reuse_start": 0.0},
+        "description": "new tasks' mask embeddings start at 0 (official) instead of favouring reserved weights",
     },
 }
 ORACLE_EPOCHS = 3  # the benchmark's oracle: passes over every real training image of every class

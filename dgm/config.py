@@ -32,6 +32,10 @@ class LearnerConfig:
     beta1: float = 0.5
     s_max: float = 1e4  # mask sigmoid scale at the end of the anneal (DGMa paper default 1e5)
     lam: float = 0.08  # sparsity weight lambda (DGMa paper default 0.01)
+    # A new task's mask embedding starts at +reuse_start where earlier tasks reserved the weight (unit)
+    # and -reuse_start where it is free: reusing frozen capacity is the default and costs nothing, a
+    # free weight is claimed only when the task's gradient pulls it up. 0: the official all-zero start.
+    reuse_start: float = 0.05
     lam_gp: float = 1.0  # WGAN-GP weight
     lam_adv: float = 1.0
     aux_g: bool = False  # CE on fakes through the critic's class head in G's loss (official: ImageNet only)
@@ -70,8 +74,8 @@ class LearnerConfig:
         for name in ("lr", "s_max"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
-        if self.lam < 0 or self.lam_gp < 0:
-            problems.append("lam and lam_gp must be >= 0")
+        if self.lam < 0 or self.lam_gp < 0 or self.reuse_start < 0:
+            problems.append("lam, lam_gp and reuse_start must be >= 0")
         if problems:
             raise DGMInputError("invalid learner config: " + "; ".join(problems))
 
@@ -142,7 +146,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_classes=64,
         ngf=8,
         ndf=32,
-        epochs=5,
+        epochs=1,
+        steps=500,  # issue 9: 135 steps (5 epochs of a 1600-image task) left samples unrecognisable
         batch_size=64,
         lr=1e-3,
         lam=0.05,

@@ -94,8 +94,15 @@ class Generator(nn.Module):
             self.heads.append(nn.Parameter(head))
             self.class_task.append(self.n_tasks - 1)
         for l in range(3):
-            self.embedding.append(nn.Parameter(torch.zeros(self.mask_shape(l), device=device)))
+            self.embedding.append(nn.Parameter(self._embedding_start(l).to(device)))
         return self.n_tasks - 1
+
+    def _embedding_start(self, layer: int) -> torch.Tensor:
+        """+reuse_start on reserved entries, -reuse_start on free ones; all 0 for the first task."""
+        reserved = self.cumulative[layer]
+        if not reserved.any():
+            return torch.zeros(self.mask_shape(layer))
+        return (reserved.float() * 2 - 1) * self.cfg.reuse_start
 
     def trainable_parameters(self, task: int) -> list[nn.Parameter]:
         heads = [self.heads[c] for c in self.task_class_ids(task)]
