@@ -68,7 +68,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     },
     "zero_mask_start": {
         "overrides": {"reuse_start": 0.0},
-        "description": "new tasks' mask embeddings start at 0 (official) instead of favouring reserved weights",
+        "description": "new tasks' mask embeddings start at 0 (official), not favouring reserved weights",
     },
 }
 ORACLE_EPOCHS = 3  # the benchmark's oracle: passes over every real training image of every class

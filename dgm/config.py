@@ -45,6 +45,7 @@ class LearnerConfig:
     consolidate_epochs: int = 4
     consolidate_real: bool = False  # add the task's real images to consolidation (teaches real vs fake)
     fidelity_epochs: int = 3  # the independent per-task classifier that scores the memory (0: off)
+    fidelity_steps: int = 300  # ... and its floor on optimizer steps (a small task is a few batches)
     replay_per_class: int = 2000  # cap on replayed samples per old class (paper: the task's size)
     min_samples_per_class: int = 8
     grad_clip_g: float = 1e4
@@ -68,7 +69,7 @@ class LearnerConfig:
         for name in (*positive, "consolidate_per_class", "consolidate_epochs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
-        for name in ("steps", "fidelity_epochs"):
+        for name in ("steps", "fidelity_epochs", "fidelity_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         for name in ("lr", "s_max"):
@@ -133,10 +134,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_classes=16,
         ngf=4,
         ndf=8,
-        epochs=2,
-        steps=120,
+        epochs=2,  # tests: seconds a task. Retention on real data needs more (tests/dgm/test_retention.py)
         batch_size=32,
-        consolidate_per_class=160,
+        consolidate_per_class=64,
+        consolidate_epochs=2,
+        fidelity_steps=60,
         lr=2e-3,
         replay_per_class=64,
         min_samples_per_class=4,

@@ -21,7 +21,6 @@ from dgm.networks import Discriminator, Generator
 from dgm.train import generate
 
 SAMPLES = 400  # generated images scored per class
-MIN_STEPS = 300  # the oracle's floor on optimizer steps: a small task in 3 epochs is only a few batches
 WARN_BELOW = 0.8  # the job names any class whose fidelity is lower
 
 
@@ -31,7 +30,7 @@ def oracle(cfg: LearnerConfig, x: torch.Tensor, y: torch.Tensor, rng: torch.Gene
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))
     net.train()
     per_epoch = math.ceil(len(x) / 64)
-    for _ in range(max(cfg.fidelity_epochs, math.ceil(MIN_STEPS / per_epoch))):
+    for _ in range(max(cfg.fidelity_epochs, math.ceil(cfg.fidelity_steps / per_epoch))):
         for idx in torch.randperm(len(x), generator=rng, device=x.device).split(64):
             loss = F.cross_entropy(net.logits(shift(x[idx], rng)), y[idx])
             opt.zero_grad(set_to_none=True)

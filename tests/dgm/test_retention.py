@@ -21,6 +21,8 @@ TASKS = [
     {9: "nine", 4: "four"},
 ]
 HELD_OUT = 40  # real images per class never shown to the learner
+# tiny widths, and a budget like the small preset's floor rather than the tiny preset's few seconds
+BUDGET = {"steps": 120, "consolidate_per_class": 160, "consolidate_epochs": 4, "fidelity_steps": 300}
 
 
 def split(digits):
@@ -49,7 +51,7 @@ def trained(digits):
     train_idx, test_idx = split(digits)
     learners = {}
     for variant in ("dgmw", "dgma"):
-        cfg = LearnerConfig.preset("tiny", image_shape=(1, 8, 8), variant=variant)
+        cfg = LearnerConfig.preset("tiny", image_shape=(1, 8, 8), variant=variant, **BUDGET)
         learner = Learner(cfg, seed=0, device="cpu")
         for task in TASKS:
             learner.learn_task(*task_arrays(digits, train_idx, task))
