@@ -80,7 +80,8 @@ def test_fidelity_low_class_is_warned_on_the_job_stored_and_flagged(
 
     def forgetful(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         r = real(self, *args, **kwargs)
-        return dataclasses.replace(r, fidelity={**r.fidelity, "0": 0.42}, low_fidelity=["0"])
+        # both values fixed: a one-epoch tiny task's real fidelity can land on either side of 0.8
+        return dataclasses.replace(r, fidelity={**r.fidelity, "0": 0.42, "1": 0.97}, low_fidelity=["0"])
 
     monkeypatch.setattr(Learner, "learn_task", forgetful)
     assert client.post("/v1/learners", json={**TINY, "name": "low"}, headers=auth()).status_code == 201
@@ -91,7 +92,7 @@ def test_fidelity_low_class_is_warned_on_the_job_stored_and_flagged(
     assert job["state"] == "succeeded" and len(job["warnings"]) == 1
     assert job["warnings"][0].startswith("memory fidelity of class '0' is 0.42 (< 0.8)")
     (version,) = client.get("/v1/learners/low/versions", headers=auth()).json()
-    assert version["fidelity"]["0"] == 0.42 and 0.0 <= version["fidelity"]["1"] <= 1.0
+    assert version["fidelity"] == {"0": 0.42, "1": 0.97}
     history = client.get("/v1/learners/low/history", headers=auth()).json()
     assert history["jobs"][0]["warnings"] == job["warnings"]
 
