@@ -80,6 +80,12 @@ class LearnerConfig:
         if problems:
             raise DGMInputError("invalid learner config: " + "; ".join(problems))
 
+    @property
+    def trains_class_head(self) -> bool:
+        """The critic's class head is trained only where something reads it: the official classifier
+        (`classifier="critic_head"`) or the generator's aux CE (`aux_g`)."""
+        return self.aux_g or self.classifier == "critic_head"
+
     @classmethod
     def preset(cls, name: str = "small", **overrides: Any) -> LearnerConfig:
         """A named size: `tiny` (tests), `small` (CPU, minutes a task), `paper` (METHOD.md §8.1)."""

@@ -38,14 +38,26 @@ def consolidate(
         x, y = generate(gen, list(range(n_classes)), per_class, rng), labels
         if real is not None:
             x, y = torch.cat([x, real[0]]), torch.cat([y, real[1]])
-        order = torch.randperm(len(x), generator=rng, device=device)
-        for idx in order.split(cfg.batch_size):
-            with autocast(device, cfg):
-                loss = F.cross_entropy(clf.logits(shift(x[idx], rng)).float(), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(cfg, clf, opt, x, y, cfg.batch_size, rng)
     return clf.eval()
+
+
+def train_epoch(
+    cfg: LearnerConfig,
+    net: Discriminator,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    rng: torch.Generator,
+) -> None:
+    """One shuffled pass of cross-entropy on randomly shifted x; shared with dgm.fidelity's oracle."""
+    for idx in torch.randperm(len(x), generator=rng, device=x.device).split(batch):
+        with autocast(x.device, cfg):
+            loss = F.cross_entropy(net.logits(shift(x[idx], rng)).float(), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 def shift(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:

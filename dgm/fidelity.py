@@ -13,10 +13,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from dgm.config import LearnerConfig
-from dgm.consolidate import shift
+from dgm.consolidate import train_epoch
 from dgm.networks import Discriminator, Generator
 from dgm.train import generate
 
@@ -31,11 +30,7 @@ def oracle(cfg: LearnerConfig, x: torch.Tensor, y: torch.Tensor, rng: torch.Gene
     net.train()
     per_epoch = math.ceil(len(x) / 64)
     for _ in range(max(cfg.fidelity_epochs, math.ceil(cfg.fidelity_steps / per_epoch))):
-        for idx in torch.randperm(len(x), generator=rng, device=x.device).split(64):
-            loss = F.cross_entropy(net.logits(shift(x[idx], rng)), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(cfg, net, opt, x, y, 64, rng)
     return net.eval()
 
 

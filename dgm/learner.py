@@ -131,7 +131,7 @@ class Learner:
         # D is re-initialised every task (reinit_D, METHOD.md §2.1): old classes live on only as replay.
         critic = Discriminator(xt.shape[1], cfg.ndf, len(self.classes), projection=cfg.projection)
         replay_x, replay_y = xt[:0], yt[:0]
-        if TaskTrainer.trains_class_head(cfg):  # it learns old classes from a fixed replay set
+        if cfg.trains_class_head:  # it learns old classes from a fixed replay set
             per_class = min(cfg.replay_per_class, max(labels.count(c) for c in new))
             replay_x = generate(self.generator, old_ids, per_class, rng)
             replay_y = torch.arange(len(old_ids), device=self.device).repeat_interleave(per_class)

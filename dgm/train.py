@@ -107,8 +107,7 @@ def budget(cfg: LearnerConfig, n: int) -> tuple[int, int]:
 class TaskTrainer:
     """Trains task `task` of `gen` with a fresh `disc` on real images x (N, C, 32, 32) and labels y (N,).
 
-    The critic's class head is trained on real + replay only where something reads it: the official
-    classifier (`classifier="critic_head"`) or the generator's aux CE (`aux_g`).
+    The critic's class head is trained on real + replay only if `cfg.trains_class_head`.
     """
 
     def __init__(
@@ -122,11 +121,6 @@ class TaskTrainer:
         self.multipliers = [m.to(device) for m in gen.gradient_multipliers()]
         # lambda_t grows with the network (METHOD.md §3.2): lambda * channels now / channels at start
         self.lam_t = cfg.lam * sum(gen.widths) / sum(gen.initial_widths)
-        self.class_steps = self.trains_class_head(cfg)
-
-    @staticmethod
-    def trains_class_head(cfg: LearnerConfig) -> bool:
-        return cfg.aux_g or cfg.classifier == "critic_head"
 
     def run(
         self,
@@ -156,13 +150,13 @@ class TaskTrainer:
                 step += 1
                 if progress is not None and (step % report_every == 0 or step == total):
                     progress(Progress(step, total, epoch, epochs, losses, time.perf_counter() - started))
-        if self.class_steps:
+        if self.cfg.trains_class_head:
             recalibrate_bn(self.disc, torch.cat([x, replay_x]), 256)
         return losses
 
     def step(self, xb, yb, replay_x, replay_y, replay_per_batch, s, s_e) -> dict[str, float]:
         out = {}
-        if self.class_steps:
+        if self.cfg.trains_class_head:
             out["ce"] = self.classify_steps(xb, yb, replay_x, replay_y, replay_per_batch)
         noise = torch.randn(len(xb), self.gen.nz, generator=self.rng, device=xb.device)
         with autocast(xb.device, self.cfg):

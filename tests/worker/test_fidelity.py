@@ -7,15 +7,12 @@ wrapper around the real `learn_task`; everything after it (publish, the API, the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from core.db import upgrade
 from core.fidelity import WARN_BELOW, job_warnings
 from core.settings import Settings
-from service.app import create_app
 from service.routes.dashboard import COOKIE
 from tests.service.support import ADMIN, TINY, Broker, auth, upload
 from worker.train import run_job
@@ -53,22 +50,6 @@ def test_fidelity_two_low_classes_give_two_warnings_in_task_order():
         "memory fidelity of class 'a'",
         "memory fidelity of class 'b'",
     ]
-
-
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    s = Settings(
-        data_dir=tmp_path, admin_key=ADMIN, torch_threads=1, device="cpu", progress_interval_s=0,
-        sweep_interval_s=0,
-    )  # fmt: skip
-    upgrade(s.database_url)
-    return s
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def test_fidelity_low_class_is_warned_on_the_job_stored_and_flagged(

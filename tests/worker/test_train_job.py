@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from core.db import session_scope, upgrade
+from core.db import session_scope
 from core.orm import Job, ModelVersion, Task, utcnow
 from core.settings import Settings
 from core.sweeper import sweep
-from service.app import create_app
-from tests.service.support import ADMIN, TINY, Broker, auth, upload
+from tests.service.support import TINY, Broker, auth, upload
 from worker.train import claim_job, run_job
-
-
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    s = Settings(
-        data_dir=tmp_path, admin_key=ADMIN, torch_threads=1, device="cpu", progress_interval_s=0,
-        sweep_interval_s=0, requeue_countdown_s=7, stuck_after_s=60,
-    )  # fmt: skip
-    upgrade(s.database_url)
-    return s
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def learner(client: TestClient, name: str = "w") -> str:
