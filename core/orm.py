@@ -43,11 +43,28 @@ class Learner(Base):
     active_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id", use_alter=True, name="fk_learners_active_version")
     )
+    # regression gate (issue 11): what happens to a newly published version. gate: activate it only
+    # if no earlier task's holdout accuracy drops by more than gate_max_drop against the active
+    # version and every class's memory fidelity is at least gate_min_fidelity; always; never.
+    auto_activate: Mapped[str] = mapped_column(String(8), default="gate", server_default="gate")
+    gate_max_drop: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
+    gate_min_fidelity: Mapped[float] = mapped_column(Float, default=0.8, server_default="0.8")
+    # rollout (issue 11): a candidate version beside the active one. rollout "canary" answers
+    # canary_percent of predict traffic from the candidate; "shadow" answers from the active version
+    # and scores the candidate on the same images. NULL: no rollout.
+    candidate_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", use_alter=True, name="fk_learners_candidate_version")
+    )
+    rollout: Mapped[str | None] = mapped_column(String(8))
+    canary_percent: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LearnedClass(Base):
-    """A class name the learner took in with a task, and its output index in that task's version."""
+    """A class name the learner took in with a task, and its output index in that task's version.
+
+    forgotten_by_task_id: the forget task that removed it (issue 11); the row stays for the history.
+    """
 
     __tablename__ = "classes"
     __table_args__ = (UniqueConstraint("learner_id", "task_id", "name"),)
@@ -57,10 +74,15 @@ class LearnedClass(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
     index: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
+    forgotten_by_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
 
 
 class Task(Base):
-    """An uploaded batch of new classes. state: queued, training, trained, failed, cancelled."""
+    """An uploaded batch of new classes. state: queued, training, trained, failed, cancelled.
+
+    kind "learn": an upload of new classes. kind "forget": a request to remove the classes in
+    `classes` (issue 11), trained like any task into a new version, with no data and no holdout.
+    """
 
     __tablename__ = "tasks"
     __table_args__ = (UniqueConstraint("learner_id", "ordinal"),)
@@ -68,6 +90,7 @@ class Task(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True)
     ordinal: Mapped[int] = mapped_column(Integer)  # upload order within the learner, from 1
+    kind: Mapped[str] = mapped_column(String(16), default="learn", server_default="learn")
     state: Mapped[str] = mapped_column(String(16), default="queued")
     classes: Mapped[list[str]] = mapped_column(JSON)
     class_counts: Mapped[dict[str, int]] = mapped_column(JSON)  # training samples per class
@@ -100,6 +123,8 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # set when the job succeeds: what the user should know about the result (core/fidelity.py)
     warnings: Mapped[list[str] | None] = mapped_column(JSON)
+    # set when the job succeeds: structured outcome, e.g. {"gate": {...}} or {"removed": [...]}
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -133,6 +158,12 @@ class ModelVersion(Base):
     fidelity: Mapped[dict[str, float | None] | None] = mapped_column(JSON)
     train_seconds: Mapped[float] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
+    # published: servable; held: the regression gate kept it from activation (hold_reasons says why);
+    # purged: its files are deleted (a forgotten class), predicting with it answers 410
+    status: Mapped[str] = mapped_column(String(16), default="published", server_default="published")
+    hold_reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    removed_classes: Mapped[list[str] | None] = mapped_column(JSON)  # set on a forget task's version
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -157,5 +188,33 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), index=True)  # first characters, to find the row
     key_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key
     scopes: Mapped[list[str]] = mapped_column(JSON)
+    # learner scope (issue 12): names the key reaches, an entry ending in "*" is a name prefix;
+    # NULL: every learner
+    learners: Mapped[list[str] | None] = mapped_column(JSON)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DashboardSession(Base):
+    """A dashboard login (issue 12): the cookie carries a random id; only its sha256 is stored."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WorkerHeartbeat(Base):
+    """A training worker's liveness (issue 12): written every few seconds by the worker."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)  # hostname:pid, as in Job.worker
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # device, queues, current job
