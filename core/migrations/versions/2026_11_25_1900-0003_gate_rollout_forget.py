@@ -23,7 +23,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("learners", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("auto_activate", sa.String(length=8), server_default="gate", nullable=False))
+        batch_op.add_column(
+            sa.Column("auto_activate", sa.String(length=8), server_default="gate", nullable=False)
+        )
         batch_op.add_column(sa.Column("gate_max_drop", sa.Float(), server_default="0.05", nullable=False))
         batch_op.add_column(sa.Column("gate_min_fidelity", sa.Float(), server_default="0.8", nullable=False))
         batch_op.add_column(sa.Column("candidate_version_id", sa.Integer(), nullable=True))
@@ -40,7 +42,9 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("result", sa.JSON(), nullable=True))
     with op.batch_alter_table("model_versions", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("status", sa.String(length=16), server_default="published", nullable=False))
+        batch_op.add_column(
+            sa.Column("status", sa.String(length=16), server_default="published", nullable=False)
+        )
         batch_op.add_column(sa.Column("hold_reasons", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("removed_classes", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True))
