@@ -39,6 +39,7 @@ from dgm import Learner, LearnerConfig
 from dgm.baselines import PlainClassifier
 from dgm.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, class_incremental, load_mnist_like, select
 from dgm.train import TaskTrainer, budget
+from service.routes.versions import SAMPLES_PER_CLASS, render_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 # Beside a checkout, the committed results; from an installed package, the working directory.
@@ -237,6 +238,10 @@ def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
                 "losses": report.losses,
             }
         )
+        if args.samples:  # what the memory draws after this task: the service's samples.png of the version
+            name = ctx["label"].replace("/class", "").replace(" ", "_")
+            grid = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
+            (Path(args.samples) / f"{name}_v{t + 1}.png").write_bytes(grid)
         print(
             f"  {ctx['label']} task {t} {classes}: A_t={np.mean(per_task):.3f} {report.seconds:.0f}s "
             f"({epochs * batches} steps) widths={report.widths}",
@@ -658,6 +663,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--no-step-timing", action="store_true", help="skip the masked-vs-unmasked step timing")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run: Pillow digits, preset tiny")
     p.add_argument("--resume", action="store_true", help="keep the runs already in --out and skip them")
+    p.add_argument(
+        "--samples", default=None, metavar="DIR", help="write each DGM version's sample grid (PNG) here"
+    )
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="merge these results into --out")
     p.add_argument(
         "--out", default=None, help="results JSON (default benchmarks/results/accuracy[_quick].json)"
@@ -674,6 +682,8 @@ def parse(argv=None) -> argparse.Namespace:
     if args.methods is None:
         args.methods = [] if args.lever_defs else list(METHODS)
     args.set = parse_pairs(args.set)
+    if args.samples:
+        Path(args.samples).mkdir(parents=True, exist_ok=True)
     if args.quick:  # seconds: two tasks, the tiny preset at 40 steps, no per-task fidelity classifier
         args.preset = "tiny"
         args.set = {**QUICK_SET, **args.set}
