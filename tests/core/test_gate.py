@@ -1,0 +1,141 @@
+"""The regression gate's decisions (core/gate.py), as pure functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.gate import Evidence, VersionRow, decide, describe_reason, held_by, hold_reasons, train_from
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def evidence(**kw) -> Evidence:
+    base = {
+        "before": {1: 0.95, 2: 0.90},
+        "after": {1: 0.93, 2: 0.90, 3: 0.99},
+        "fidelity_before": {"a": 0.9, "b": 0.85},
+        "fidelity_after": {"a": 0.9, "b": 0.85, "c": 0.95},
+        "this_task": 3,
+    }
+    return Evidence(**(base | kw))
+
+
+def test_gate_activates_within_the_thresholds():
+    out = decide("gate", evidence(), max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and out["gated"] and out["reasons"] == []
+    assert hold_reasons(out) is None
+
+
+def test_gate_holds_an_accuracy_drop_with_before_and_after():
+    out = decide("gate", evidence(after={1: 0.81, 2: 0.90}), max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "held"
+    assert out["reasons"] == [{"task": 1, "before": 0.95, "after": 0.81}]
+    assert hold_reasons(out) == out["reasons"] and held_by(out["reasons"]) == "gate"
+    assert describe_reason(out["reasons"][0]) == "task 1: accuracy 0.950 -> 0.810 (-0.140)"
+
+
+def test_gate_drop_equal_to_the_threshold_passes_and_zero_threshold_holds_any_drop():
+    exact = evidence(before={1: 0.95}, after={1: 0.90})
+    assert decide("gate", exact, max_drop=0.05, min_fidelity=0.8)["decision"] == "activated"
+    tiny_drop = evidence(before={1: 0.95}, after={1: 0.9499})
+    assert decide("gate", tiny_drop, max_drop=0.0, min_fidelity=0.8)["decision"] == "held"
+    gain = evidence(before={1: 0.90}, after={1: 0.95})
+    assert decide("gate", gain, max_drop=0.0, min_fidelity=0.8)["decision"] == "activated"
+
+
+def test_gate_holds_a_new_class_below_the_fidelity_threshold():
+    low = evidence(fidelity_after={"a": 0.9, "b": 0.85, "c": 0.62})
+    out = decide("gate", low, max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "held" and out["reasons"] == [{"class": "c", "fidelity": 0.62}]
+    assert describe_reason(out["reasons"][0]) == "class 'c': memory fidelity 0.620"
+
+
+def test_gate_does_not_hold_an_old_class_already_that_low_in_the_active_version():
+    old_low = evidence(fidelity_before={"a": 0.5}, fidelity_after={"a": 0.5, "c": 0.9})
+    out = decide("gate", old_low, max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and "already that low" in out["note"]
+
+
+def test_gate_unmeasured_fidelity_is_not_gated_and_said_so():
+    out = decide("gate", evidence(fidelity_after={"a": 0.9, "c": None}), max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and "['c']: memory fidelity not measured" in out["note"]
+
+
+def test_gate_first_version_activates_with_nothing_to_compare():
+    out = decide("gate", evidence(before=None, fidelity_before={}), max_drop=0.0, min_fidelity=1.0)
+    assert out["decision"] == "activated" and not out["gated"] and out["reasons"] == []
+    assert "nothing to compare against" in out["note"]
+
+
+def test_gate_without_holdouts_falls_back_to_fidelity_and_says_so():
+    no_acc = evidence(before={}, after={}, no_holdout=[1, 2], this_task_holdout=False)
+    out = decide("gate", no_acc, max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and out["gated"]  # fidelity was compared
+    assert "tasks [1, 2] have no holdout" in out["note"] and "memory fidelity only" in out["note"]
+    assert "task 3 was uploaded without a holdout" in out["note"]
+    low = evidence(before={}, after={}, no_holdout=[1, 2], fidelity_after={"a": 0.9, "c": 0.5})
+    assert decide("gate", low, max_drop=0.05, min_fidelity=0.8)["decision"] == "held"
+    nothing = evidence(before={}, after={}, no_holdout=[1], fidelity_after={"a": None})
+    out = decide("gate", nothing, max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and not out["gated"] and "not gated" in out["note"]
+
+
+def test_gate_task_missing_from_the_new_version_is_noted_not_held():
+    out = decide("gate", evidence(after={2: 0.9}), max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and "task 1: the new version was not scored" in out["note"]
+
+
+def test_gate_policy_always_activates_but_reports_the_reasons():
+    out = decide("always", evidence(after={1: 0.5, 2: 0.9}), max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and out["reasons"] == [{"task": 1, "before": 0.95, "after": 0.5}]
+    assert "policy always" in out["note"] and hold_reasons(out) is None
+
+
+def test_gate_policy_never_keeps_every_version_back():
+    out = decide("never", evidence(), max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "not_activated" and hold_reasons(out) == [{"policy": "never"}]
+    assert held_by(hold_reasons(out)) == "policy"
+    first = decide("never", evidence(before=None), max_drop=0.05, min_fidelity=0.8)
+    assert first["decision"] == "not_activated"
+
+
+def test_gate_unknown_policy_is_refused():
+    with pytest.raises(ValueError, match="auto_activate must be one of"):
+        decide("sometimes", evidence(), max_drop=0.05, min_fidelity=0.8)
+
+
+def row(vid: int, parent: int | None, status: str, minutes: int) -> VersionRow:
+    return VersionRow(vid, vid, parent, status, T0 + timedelta(minutes=minutes))
+
+
+def test_train_from_the_active_version_normally():
+    rows = [row(1, None, "published", 0), row(2, 1, "published", 1)]
+    assert train_from(rows, 2, T0 + timedelta(minutes=1)) == 2
+    assert train_from([], None, None) is None
+
+
+def test_train_from_the_newest_held_chain_after_the_active_version():
+    rows = [row(1, None, "published", 0), row(2, 1, "held", 1), row(3, 2, "held", 2)]
+    assert train_from(rows, 1, T0) == 3  # held work is kept
+    assert train_from(rows, 1, None) == 3  # activated before the column existed
+
+
+def test_train_from_an_explicit_rollback_breaks_the_chain():
+    # v2 served, v3 held; the admin rolls back to v1: train from v1, not from v3
+    rows = [row(1, None, "published", 0), row(2, 1, "published", 1), row(3, 2, "held", 2)]
+    assert train_from(rows, 1, T0 + timedelta(minutes=3)) == 1
+    # v2 held; the admin activates v1 again after it: the held version is passed over
+    rows = [row(1, None, "published", 0), row(2, 1, "held", 1)]
+    assert train_from(rows, 1, T0 + timedelta(minutes=5)) == 1
+
+
+def test_train_from_held_first_versions_when_nothing_is_active():
+    rows = [row(1, None, "held", 0), row(2, 1, "held", 1)]
+    assert train_from(rows, None, None) == 2  # policy never: each version builds on the last
+
+
+def test_train_from_skips_purged_versions():
+    rows = [row(1, None, "published", 0), row(2, 1, "purged", 1)]
+    assert train_from(rows, 1, T0) == 1
