@@ -72,6 +72,10 @@ class JobStateConflict(Conflict):
     pass
 
 
+class RolloutConflict(Conflict):
+    """A rollout that cannot start, be promoted or be aborted as asked (service/routes/rollout.py)."""
+
+
 class NotReady(AppError):
     """The learner has no model version yet, or its artifact cannot be served."""
 

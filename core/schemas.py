@@ -22,6 +22,23 @@ class LearnerCreate(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict, examples=[{"epochs": 3}])
 
 
+class RolloutCreate(BaseModel):
+    version: int = Field(description="the candidate: a published or held version other than the active one")
+    mode: Literal["canary", "shadow"] = Field(
+        description="canary: `percent` of predict requests are answered by the candidate; shadow: the "
+        "active version answers and the candidate is scored on the same images"
+    )
+    percent: int | None = Field(
+        default=None, ge=0, le=100, description="canary only: the candidate's share of requests, 0..100"
+    )
+
+
+class RolloutRead(BaseModel):
+    mode: str
+    candidate_version: int
+    percent: int | None = None  # canary only
+
+
 class LearnerRead(ORMRead):
     id: int
     name: str
@@ -32,7 +49,13 @@ class LearnerRead(ORMRead):
     classes: list[str] = []
     active_version: int | None = None
     status: str = "empty"  # empty (nothing learned), training, ready
+    rollout: RolloutRead | None = None  # a candidate version beside the active one (service/rollout.py)
     created_at: datetime
+
+    @field_validator("rollout", mode="before")
+    @classmethod
+    def _not_the_column(cls, v: Any) -> Any:
+        return None if isinstance(v, str) else v  # Learner.rollout holds only the mode; learner_read fills it
 
 
 class TaskRead(ORMRead):
@@ -127,7 +150,15 @@ class PredictRequest(BaseModel):
 
 class PredictResponse(BaseModel):
     learner: str
-    version: int
+    version: int = Field(description="the version that answered")
+    served_by: Literal["active", "candidate", "pinned"] = Field(
+        default="active",
+        description="why that version answered: the active one, a canary's candidate, or the version the "
+        "request pinned (?version= or the body's version)",
+    )
+    shadow_version: int | None = Field(
+        default=None, description="a shadow rollout's candidate, scored on the same images (not returned)"
+    )
     classes: list[str]
     predictions: list[Prediction]
 

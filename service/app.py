@@ -21,7 +21,8 @@ from core.sweeper import start_sweeper
 from service.classifiers import ClassifierCache, serving_device
 from service.limits import BodyLimit, RateLimiter
 from service.metrics import Metrics, MetricsMiddleware, metrics_router
-from service.routes import dashboard, health, jobs, keys, learners, plots, predict, tasks, versions
+from service.rollout import CanarySplit
+from service.routes import dashboard, health, jobs, keys, learners, plots, predict, rollout, tasks, versions
 from service.routes.v2 import router as v2_router
 from service.routes.versions import GridCache
 
@@ -57,12 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     log.info("classifiers are served on %s", device)
     app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size, device)
     app.state.sample_grids = GridCache()
+    app.state.canary_split = CanarySplit()  # per process: service/rollout.py
     app.state.rate_limiter = RateLimiter(settings.predict_rate_per_s, settings.predict_burst)
     app.add_middleware(BodyLimit, settings=settings)
     add_error_handlers(app)
     app.state.metrics = Metrics(app.state)  # per app: tests build several apps in one process
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts every answer
-    for module in (health, learners, tasks, jobs, versions, predict, keys, plots, dashboard):
+    for module in (health, learners, tasks, jobs, versions, rollout, predict, keys, plots, dashboard):
         app.include_router(module.router)
     app.include_router(v2_router)
     app.include_router(metrics_router(settings.metrics_public))

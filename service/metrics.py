@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -58,6 +58,20 @@ class Metrics:
             ["learner", "version"],
             registry=self.registry,
         )
+        self.answers = Counter(
+            "dgm_predict_requests",
+            "predict requests answered (v1 and v2), by learner, the version that answered and why: active, "
+            "candidate (a canary's share) or pinned (the request named the version)",
+            ["learner", "version", "served_by"],
+            registry=self.registry,
+        )
+        self.shadow = Counter(
+            "dgm_shadow_predictions",
+            "images a shadow candidate classified beside the active version, by the active version's "
+            "label (class) and whether the candidate gave the same label (agree)",
+            ["learner", "candidate", "class", "agree"],
+            registry=self.registry,
+        )
         self.registry.register(ClassifierCacheCollector(state.classifiers))
         self.registry.register(DatabaseCollector(state))
 
@@ -67,6 +81,14 @@ class Metrics:
 
     def predicted(self, learner: str, version: int, images: int) -> None:
         self.predictions.labels(learner, str(version)).inc(images)
+
+    def answered(self, learner: str, version: int, served_by: str) -> None:
+        self.answers.labels(learner, str(version), served_by).inc()
+
+    def shadowed(self, learner: str, candidate: int, agreement: Mapping[tuple[str, bool], int]) -> None:
+        """agreement: (active label, candidate agreed) -> images."""
+        for (label, agree), n in agreement.items():
+            self.shadow.labels(learner, str(candidate), label, "true" if agree else "false").inc(n)
 
 
 def count_predictions(request: Request, learner: str, version: int, images: int) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from core.errors import UnknownLearner, UnknownVersion
 from core.fidelity import rounded
 from core.orm import Evaluation, Job, Learner, ModelVersion, Task
-from core.schemas import JobRead, LearnerRead, TaskRead, VersionRead
+from core.schemas import JobRead, LearnerRead, RolloutRead, TaskRead, VersionRead
 
 
 def get_learner(session: Session, name: str) -> Learner:
@@ -60,7 +60,20 @@ def learner_read(session: Session, learner: Learner) -> LearnerRead:
     out.classes = list(active.classes) if active else []
     out.active_version = active.number if active else None
     out.status = status or ("ready" if active else "empty")
+    out.rollout = rollout_read(session, learner)
     return out
+
+
+def rollout_read(session: Session, learner: Learner) -> RolloutRead | None:
+    if learner.rollout is None or learner.candidate_version_id is None:
+        return None
+    candidate = session.get(ModelVersion, learner.candidate_version_id)
+    percent = learner.canary_percent if learner.rollout == "canary" else None
+    return RolloutRead(
+        mode=learner.rollout,
+        candidate_version=candidate.number,
+        percent=None if percent is None else round(percent),
+    )
 
 
 def task_read(task: Task) -> TaskRead:

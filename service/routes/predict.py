@@ -22,9 +22,8 @@ from core.images import check_pixels, decode_image, resize_batch, to_nchw
 from core.orm import Learner
 from core.schemas import Prediction, PredictRequest, PredictResponse
 from core.settings import Settings
-from service.classifiers import served
 from service.deps import PredictKey
-from service.metrics import count_predictions
+from service.rollout import choose, record_answer, score_shadow
 from service.uploads import read_body, receive_form
 from service.views import learner_named
 
@@ -54,7 +53,13 @@ PREDICT_DOC = {
             "schema": {"type": "integer"},
             "description": "for .npy and multipart",
         },
-        {"name": "version", "in": "query", "schema": {"type": "integer"}, "description": "default: active"},
+        {
+            "name": "version",
+            "in": "query",
+            "schema": {"type": "integer"},
+            "description": "pin a version, for every body type (bypasses a rollout); default: the active "
+            "version or the rollout's pick. A body or form `version` that differs answers 400",
+        },
     ],
 }
 
@@ -79,14 +84,15 @@ async def predict(name: str, request: Request) -> Response:
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        top_k, version = _int(form.fields, request, "top_k", 1), _int(form.fields, request, "version", None)
+        top_k = _int(form.fields, request, "top_k", 1)
+        version = pinned_version(_int(form.fields, None, "version", None), request, "form field")
     elif ctype in ("application/x-npy", "application/octet-stream"):
         x = _npy_batch(await read_body(request, limit), shape, limit)
-        top_k, version = _int({}, request, "top_k", 1), _int({}, request, "version", None)
+        top_k, version = _int({}, request, "top_k", 1), pinned_version(None, request, "body")
     else:
         body = await run_in_threadpool(_json_body, await read_body(request, limit))  # off the event loop
         x = await run_in_threadpool(_images, body.images, shape)
-        top_k, version = body.top_k, body.version
+        top_k, version = body.top_k, pinned_version(body.version, request, "JSON body")
     if len(x) > settings.max_predict_images:
         raise InvalidInput(f"{len(x)} images in one call; send at most {settings.max_predict_images}")
     answer = await run_in_threadpool(_predict, request, learner, x, top_k, version)
@@ -94,14 +100,28 @@ async def predict(name: str, request: Request) -> Response:
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
-def _int(fields: dict[str, str], request: Request, key: str, default: int | None) -> int | None:
-    raw = fields.get(key, request.query_params.get(key))
+def _int(fields: dict[str, str], request: Request | None, key: str, default: int | None) -> int | None:
+    """`key` from the form fields, else (when `request` is given) from the query string."""
+    raw = fields.get(key, request.query_params.get(key) if request is not None else None)
     if raw in (None, ""):
         return default
     try:
         return int(raw)
     except ValueError as exc:
         raise InvalidParameter(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def pinned_version(in_body: int | None, request: Request, where: str) -> int | None:
+    """The version the request pins: ?version= or the body's, for every body type; 400 when they differ.
+
+    None: the learner's rollout (or its active version) decides."""
+    in_query = _int({}, request, "version", None)
+    if in_query is not None and in_body is not None and in_query != in_body:
+        raise InvalidInput(
+            f"the query string asks for version {in_query} but the {where} for version {in_body}; "
+            "name the version once, or the same in both"
+        )
+    return in_body if in_body is not None else in_query
 
 
 def _images(items: list[Any], shape: tuple[int, int, int]) -> np.ndarray:
@@ -169,14 +189,16 @@ def _npy_batch(raw: bytes, shape: tuple[int, int, int], limit: int) -> np.ndarra
 def _predict(
     request: Request, learner: Learner, x: np.ndarray, top_k: int | None, number: int | None
 ) -> PredictResponse:
-    version, clf = served(request, learner, number)
+    choice = choose(request, learner, number)
+    version, clf = choice.version, choice.clf
     k = 1 if top_k is None else top_k
     if not 1 <= k <= len(clf.classes):
         raise InvalidParameter(
             f"top_k must be in 1..{len(clf.classes)} (the classes of version {version.number})"
         )
     labels, probs = clf.predict(x)
-    count_predictions(request, learner.name, version.number, len(x))
+    score_shadow(request, learner.name, choice, x, labels)
+    record_answer(request, learner.name, choice, len(x))
     order = np.argsort(-probs, axis=1)[:, :k]
     predictions = [
         Prediction(
@@ -187,5 +209,10 @@ def _predict(
         for i in range(len(x))
     ]
     return PredictResponse(
-        learner=learner.name, version=version.number, classes=list(clf.classes), predictions=predictions
+        learner=learner.name,
+        version=version.number,
+        served_by=choice.served_by,
+        shadow_version=choice.shadow[0].number if choice.shadow else None,
+        classes=list(clf.classes),
+        predictions=predictions,
     )

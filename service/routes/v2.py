@@ -5,8 +5,10 @@ active one answers. One input `images`: FP32 (pixels in [0, 1]) or UINT8 (0..255
 [N, H, W, C] or, for one channel, [N, H, W], as JSON `data` (flat or nested) or as binary tensor data
 (Triton's extension, the default of `tritonclient`). Outputs: `label` (BYTES [N], class names) and
 `score` (FP32 [N]); an output requested with the `classification` parameter k answers Triton's
-"score:index:label" strings, BYTES [N, k]. Errors are `{"error": "<Kind>: <what to fix>", "detail": ...}`,
-since v2 clients show the `error` field.
+"score:index:label" strings, BYTES [N, k]. Without a version a learner's canary or shadow rollout applies
+(service/rollout.py); the response's `model_version` names the version that answered and its
+`parameters.served_by` why (active, candidate or pinned). Errors are
+`{"error": "<Kind>: <what to fix>", "detail": ...}`, since v2 clients show the `error` field.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from core.images import check_pixels, to_nchw
 from core.orm import Learner, ModelVersion
 from service.classifiers import served
 from service.deps import PredictKey
-from service.metrics import count_predictions
+from service.rollout import choose, record_answer, score_shadow
 from service.routes import health
 from service.uploads import read_body
 from service.views import get_learner, get_version, learner_named
@@ -214,12 +216,17 @@ async def run_inference(request: Request, name: str, number: int | None) -> Resp
     shape = tuple(learner.image_shape)
     x = await run_in_threadpool(parse_input, req, binary, shape, settings.max_predict_images)
     wanted = requested_outputs(req)
-    version, classes, probs = await run_in_threadpool(classify, request, learner, number, x)
-    body: dict[str, Any] = {"model_name": learner.name, "model_version": str(version), "outputs": []}
+    choice, classes, probs = await run_in_threadpool(classify, request, learner, number, x)
+    body: dict[str, Any] = {
+        "model_name": learner.name,
+        "model_version": str(choice.version.number),
+        "parameters": {"served_by": choice.served_by},
+        "outputs": [],
+    }
     if "id" in req:
         body["id"] = req["id"]
     tail = [encode_output(w, classes, probs, body["outputs"]) for w in wanted]
-    count_predictions(request, learner.name, version, len(x))
+    record_answer(request, learner.name, choice, len(x))
     header = json.dumps(body).encode()
     if not any(tail):
         return Response(header, media_type="application/json")
@@ -231,10 +238,14 @@ async def run_inference(request: Request, name: str, number: int | None) -> Resp
 
 
 def classify(request: Request, learner: Learner, number: int | None, x: np.ndarray) -> tuple:
-    """(version number, class names, N x K softmax scores), through the API's classifier cache."""
-    version, clf = served(request, learner, number)
-    probs = clf.scores(x)
-    return version.number, list(clf.classes), probs
+    """(the rollout's Choice, class names, N x K softmax scores), through the API's classifier cache.
+
+    `number` (the path's version) pins a version; without it a canary or shadow rollout applies."""
+    choice = choose(request, learner, number)
+    probs = choice.clf.scores(x)
+    classes = list(choice.clf.classes)
+    score_shadow(request, learner.name, choice, x, [classes[j] for j in probs.argmax(1)])
+    return choice, classes, probs
 
 
 def split_body(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image, ImageDraw
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from core.errors import ArtifactCorrupt
 from core.orm import Learner, ModelVersion
@@ -51,12 +53,20 @@ def list_versions(name: str, session: SessionDep) -> list[VersionRead]:
 def activate_version(name: str, number: int, session: SessionDep) -> VersionRead:
     """Serve version `number` from now on; the learner's next task also trains from it."""
     learner = get_learner(session, name)
-    version = get_version(session, learner, number)
-    session.execute(update(ModelVersion).where(ModelVersion.learner_id == learner.id).values(active=False))
-    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(active=True))
-    session.execute(update(Learner).where(Learner.id == learner.id).values(active_version_id=version.id))
+    activate(session, learner, get_version(session, learner, number))
     session.commit()
     return next(v for v in versions_read(session, learner) if v.number == number)
+
+
+def activate(session: Session, learner: Learner, version: ModelVersion) -> None:
+    """Make `version` the one that serves (the caller commits). A rollout whose candidate this is ends:
+    the candidate is now simply the active version (POST .../rollout/promote comes here too)."""
+    session.execute(update(ModelVersion).where(ModelVersion.learner_id == learner.id).values(active=False))
+    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(active=True))
+    values: dict[str, Any] = {"active_version_id": version.id}
+    if learner.candidate_version_id == version.id:
+        values |= {"candidate_version_id": None, "rollout": None, "canary_percent": None}
+    session.execute(update(Learner).where(Learner.id == learner.id).values(**values))
 
 
 @router.get(
