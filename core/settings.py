@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,8 +27,13 @@ class Settings(BaseSettings):
     max_uncompressed_bytes: int = Field(1024 * 2**20, ge=1024)  # bound on a zip/npz's unpacked size
     max_zip_entries: int = Field(200_000, ge=1)
     max_json_bytes: int = Field(1 * 2**20, ge=1024)  # body limit of every route but uploads and predict
-    predict_rate_per_s: float = Field(0.0, ge=0)  # per API key; 0: no rate limit
-    predict_burst: int = Field(20, ge=1)
+    # Quotas per API key in the `limits` notation ("600/minute", "100 per 10 seconds"); "": none.
+    predict_limit: str = ""  # images predicted (v1 predict and v2 infer): 32 images cost 32
+    upload_limit: str = ""  # task uploads, 1 each
+    # Where quotas are counted: "" is the broker when it is redis:// (replicas share one quota), else
+    # memory:// (embedded: one API process).
+    rate_limit_storage: str = Field("", pattern=r"^(memory://|(rediss?|redis\+unix)://.+)?$")
+    predict_rate_per_s: float = 0.0  # replaced by predict_limit; set, it stops the start with a hint
     max_predict_images: int = Field(1024, ge=1)
     min_samples_per_class: int = Field(4, ge=1)  # the learner's own minimum applies too
     max_holdout: float = Field(0.5, gt=0, lt=1)
@@ -63,11 +68,39 @@ class Settings(BaseSettings):
             self.broker_url = "filesystem://"
         if self.artifact_dir is None:
             self.artifact_dir = data / "artifacts"
+        if self.predict_rate_per_s:
+            raise ValueError(
+                "DGM_PREDICT_RATE_PER_S and DGM_PREDICT_BURST are replaced by DGM_PREDICT_LIMIT, images per "
+                "API key in a window shared by every API process, e.g. DGM_PREDICT_LIMIT=600/minute"
+            )
         if not self.database_url.split(":", 1)[0].startswith(("sqlite", "postgresql")):
             raise ValueError(
                 f"DGM_DATABASE_URL must be sqlite:/// or postgresql+psycopg2://, got {self.database_url!r}"
             )
         return self
+
+    @field_validator("predict_limit", "upload_limit")
+    @classmethod
+    def _quota(cls, text: str, info: ValidationInfo) -> str:
+        from limits import parse
+
+        text = text.strip()
+        try:
+            if text:
+                parse(text)
+        except ValueError:
+            name = f"DGM_{str(info.field_name).upper()}"
+            raise ValueError(
+                f"{name} must read like '600/minute' or '100 per 10 seconds', not {text!r}"
+            ) from None
+        return text
+
+    @property
+    def rate_limit_uri(self) -> str:
+        """Where the quotas are counted (see rate_limit_storage)."""
+        if self.rate_limit_storage:
+            return self.rate_limit_storage
+        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else "memory://"
 
     @property
     def artifacts(self) -> Path:

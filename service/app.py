@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size, device)
     app.state.sample_grids = GridCache()
     app.state.canary_split = CanarySplit()  # per process: service/rollout.py
-    app.state.rate_limiter = RateLimiter(settings.predict_rate_per_s, settings.predict_burst)
+    app.state.rate_limiter = RateLimiter(settings)
     app.add_middleware(BodyLimit, settings=settings)
     add_error_handlers(app)
     app.state.metrics = Metrics(app.state)  # per app: tests build several apps in one process

@@ -1,4 +1,4 @@
-"""Request limits: body size per kind of route, enforced as bytes arrive; a predict rate limit per key.
+"""Request limits: body size per kind of route, enforced as bytes arrive; quotas per API key.
 
 The body limit is an ASGI middleware, so it holds for every route, including those whose JSON body
 FastAPI reads before the route runs: a declared Content-Length above the limit is refused before a
@@ -8,14 +8,24 @@ byte is read, and a chunked body is refused as soon as the running count passes 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
 from typing import Any
 
-from core.errors import PayloadTooLarge, TooManyRequests
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from limits import RateLimitItem, parse
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from core.errors import InvalidInput, PayloadTooLarge, TooManyRequests
 from core.keys import hash_key
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 BULK_SUFFIXES = ("/tasks", "/predict", "/infer")  # routes that take files or image batches
 OVERHEAD = 64 * 1024  # multipart boundaries and part headers on top of the payload
@@ -64,31 +74,115 @@ async def refuse(send: Any, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class RateLimiter:
-    """Token buckets per API key: `rate` requests per second on average, bursts of `burst`.
+# What each quota counts, and the setting that sets it.
+QUOTAS = {"predict": ("images", "DGM_PREDICT_LIMIT"), "upload": ("task uploads", "DGM_UPLOAD_LIMIT")}
+RECHECK_S = 5.0  # with Redis unreachable, count in this process and try Redis again this often
+REDIS_TIMEOUT_S = 0.5  # a hung Redis must not hold up predictions
 
-    In-process: with several API processes each enforces its own share. `rate` 0 turns it off.
+
+class RateLimiter:
+    """Quotas per API key, shared by every API process that counts in the same storage.
+
+    `predict` counts images: a v1 predict or v2 infer call of 32 images costs 32. `upload` counts task
+    uploads, 1 each, charged before the body is read (a task's training time follows the learner's
+    preset more than its image count). Moving windows (the `limits` library): a refused call costs
+    nothing, and a window never resets all at once. The storage is Redis in distributed mode, so every
+    API replica draws on one quota, and this process's memory in embedded mode (one API process).
+
+    Redis unreachable: fail over to counting in this process's memory, and try Redis again after
+    RECHECK_S. Predictions keep being answered and each replica still refuses a key past the quota, but
+    on its own count, so N replicas admit up to N times the quota until Redis answers again.
     """
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, max(burst, 1)
-        self._buckets: dict[str, tuple[float, float]] = {}  # key hash -> (tokens, last refill time)
+    def __init__(self, settings: Settings) -> None:
+        texts = {"predict": settings.predict_limit, "upload": settings.upload_limit}
+        self.texts = {kind: text for kind, text in texts.items() if text}
+        self.items: dict[str, RateLimitItem] = {kind: parse(text) for kind, text in self.texts.items()}
+        self.uri = settings.rate_limit_uri
+        self._local = MovingWindowRateLimiter(MemoryStorage(wrap_exceptions=True))
+        self._shared = self._local
+        if self.items and not self.uri.startswith("memory://"):
+            options = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
+            storage = storage_from_string(
+                self.uri, key_prefix=f"dgm-limits:{settings.queue}", wrap_exceptions=True, **options
+            )  # the queue names the deployment: two deployments on one Redis keep separate quotas
+            self._shared = MovingWindowRateLimiter(storage)
+        self._down_until = 0.0  # monotonic time until which Redis is not asked
         self._lock = threading.Lock()
+        self.failovers = 0  # times Redis failed and this process counted alone
 
-    def take(self, key: str) -> None:
-        if self.rate <= 0:
+    def charge(self, request: Request, kind: str, cost: int) -> None:
+        """Take `cost` from the quota `kind` of the request's API key, or refuse: 429 with Retry-After.
+
+        Blocking (a Redis round trip in distributed mode): call it from the thread pool.
+        """
+        item = self.items.get(kind)
+        if item is None or cost <= 0:
             return
-        who, now = hash_key(key), time.monotonic()
+        what, setting = QUOTAS[kind]
+        if cost > item.amount:
+            raise InvalidInput(
+                f"this call has {cost} {what}, more than the whole quota of {item.amount} {what} per "
+                f"{window(item)} per API key ({setting}={self.texts[kind]}); "
+                f"send at most {item.amount} per call"
+            )
+        who = (kind, identity(request))
+        limiter = self._limiter()
+        try:
+            allowed = limiter.hit(item, *who, cost=cost)
+        except StorageError as exc:
+            limiter = self._fail_over(exc)
+            allowed = limiter.hit(item, *who, cost=cost)
+        if not allowed:
+            left, wait = self._stats(limiter, item, who)
+            raise TooManyRequests(
+                f"rate limit of {item.amount} {what} per {window(item)} per API key exceeded "
+                f"({setting}={self.texts[kind]}): {left} left in the window and this call has {cost}; "
+                f"retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+
+    async def charge_async(self, request: Request, kind: str, cost: int) -> None:
+        """`charge` from the event loop: in the thread pool when it may wait on Redis."""
+        if kind not in self.items:
+            return
+        if self._shared is self._local:
+            self.charge(request, kind, cost)  # memory: no I/O
+        else:
+            await run_in_threadpool(self.charge, request, kind, cost)
+
+    def _limiter(self) -> MovingWindowRateLimiter:
+        return self._local if time.monotonic() < self._down_until else self._shared
+
+    def _fail_over(self, exc: Exception) -> MovingWindowRateLimiter:
         with self._lock:
-            tokens, last = self._buckets.get(who, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens < 1:
-                self._buckets[who] = (tokens, now)
-                wait = math.ceil((1 - tokens) / self.rate)
-                raise TooManyRequests(
-                    f"rate limit of {self.rate:g} predictions/s per key exceeded; retry in {wait} s",
-                    headers={"Retry-After": str(wait)},
+            if time.monotonic() >= self._down_until:
+                self.failovers += 1
+                log.warning(
+                    "rate limit storage %s unreachable (%s): this API process counts quotas alone for "
+                    "%.0f s, so each replica admits the whole quota",
+                    self.uri.split("@")[-1],  # no password in the log
+                    exc,
+                    RECHECK_S,
                 )
-            self._buckets[who] = (tokens - 1, now)
-            if len(self._buckets) > 10_000:  # forget idle keys so the table stays small
-                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+            self._down_until = time.monotonic() + RECHECK_S
+        return self._local
+
+    def _stats(self, limiter: MovingWindowRateLimiter, item: RateLimitItem, who: tuple[str, str]) -> tuple:
+        """(what is left in the window, seconds until its oldest entry frees: at least 1)."""
+        try:
+            reset, left = limiter.get_window_stats(item, *who)
+        except StorageError:
+            return 0, item.get_expiry()
+        return max(left, 0), max(1, math.ceil(reset - time.time()))
+
+
+def identity(request: Request) -> str:
+    """Whom a quota belongs to: the API key (hashed; the routes that charge all require one)."""
+    _, _, key = request.headers.get("authorization", "").partition(" ")
+    return hash_key(key.strip())
+
+
+def window(item: RateLimitItem) -> str:
+    unit = item.GRANULARITY.name
+    return unit if item.multiples == 1 else f"{item.multiples} {unit}s"

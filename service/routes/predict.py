@@ -196,6 +196,7 @@ def _predict(
         raise InvalidParameter(
             f"top_k must be in 1..{len(clf.classes)} (the classes of version {version.number})"
         )
+    request.app.state.rate_limiter.charge(request, "predict", len(x))  # only a call that would answer
     labels, probs = clf.predict(x)
     score_shadow(request, learner.name, choice, x, labels)
     record_answer(request, learner.name, choice, len(x))

@@ -56,6 +56,7 @@ async def upload_task(name: str, request: Request) -> UploadAccepted:
     folder = Path(tempfile.mkdtemp(prefix="dgm-upload-"))
     try:
         await run_in_threadpool(learner_named, request, name)  # 404 before reading the body
+        await request.app.state.rate_limiter.charge_async(request, "upload", 1)  # 429 before it, too
         form = await receive_form(request, settings.max_upload_bytes, folder)
         upload = _the_file(form.files)
         holdout = _holdout(form.fields.get("holdout", request.query_params.get("holdout", "0")), settings)

@@ -216,6 +216,7 @@ async def run_inference(request: Request, name: str, number: int | None) -> Resp
     shape = tuple(learner.image_shape)
     x = await run_in_threadpool(parse_input, req, binary, shape, settings.max_predict_images)
     wanted = requested_outputs(req)
+    await request.app.state.rate_limiter.charge_async(request, "predict", len(x))
     choice, classes, probs = await run_in_threadpool(classify, request, learner, number, x)
     body: dict[str, Any] = {
         "model_name": learner.name,

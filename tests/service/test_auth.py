@@ -162,10 +162,10 @@ def test_auth_every_route_is_guarded_401_and_403(client: TestClient):
 
 
 def test_auth_predict_rate_limit_per_key(client: TestClient, pg_settings: Settings, trained: str):
-    """With DGM_PREDICT_RATE_PER_S set, a key past its burst gets 429 and Retry-After; others do not."""
+    """With DGM_PREDICT_LIMIT set, a key past its quota gets 429 and Retry-After; others do not."""
     from service.app import create_app
 
-    limited = pg_settings.model_copy(update={"predict_rate_per_s": 0.5, "predict_burst": 3})
+    limited = pg_settings.model_copy(update={"predict_limit": "3/hour"})
     x, _ = digits([0])
     body = {"images": [x[0].tolist()]}
     _, first = new_key(client, "predict")
