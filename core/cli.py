@@ -230,12 +230,11 @@ def _die_with_parent() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import subprocess
-
     import uvicorn
 
     from core.db import upgrade
     from core.settings import get_settings
+    from core.supervisor import Supervisor
     from service.app import create_app
 
     settings = get_settings()
@@ -244,29 +243,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
     if not settings.admin_key:
         print("note: DGM_ADMIN_KEY is not set; every route but /healthz, /readyz and /docs will answer 401")
-    worker = None
-    if not args.no_worker:
-        worker = subprocess.Popen(worker_command(settings), env=child_env(), preexec_fn=_die_with_parent)
-    # uvicorn re-raises SIGTERM after its shutdown; turn it into SystemExit so `finally` stops the worker.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log_config: Any = uvicorn.config.LOGGING_CONFIG
     if settings.log_json:  # the worker child reads DGM_LOG_JSON itself (worker/app.py)
         from core.logs import configure_logging
 
         configure_logging(json_lines=True)
         log_config = None  # uvicorn's loggers propagate to the root's JSON handler
+    else:
+        _plain_serve_log()
+    worker = None
+    if not args.no_worker:  # restarted whenever it exits, with backoff (core/supervisor.py)
+        worker = Supervisor(
+            worker_command(settings), child_env(), settings.worker_restart_s, settings.worker_restart_max_s,
+            preexec_fn=_die_with_parent,
+        ).start()  # fmt: skip
+    # uvicorn re-raises SIGTERM after its shutdown; turn it into SystemExit so `finally` stops the worker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             create_app(settings), host=args.host, port=args.port, log_level="info", log_config=log_config
         )
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            worker.stop()
     return 0
+
+
+def _plain_serve_log() -> None:
+    """The supervisor's lines (a restarted worker and why) on stderr beside uvicorn's own."""
+    import logging
+
+    from core.logs import PLAIN_FORMAT
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    serve_log = logging.getLogger("dgm.serve")
+    serve_log.handlers, serve_log.propagate = [handler], False
+    serve_log.setLevel(logging.INFO)
 
 
 # ----- client side ---------------------------------------------------------------------------

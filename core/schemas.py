@@ -87,6 +87,12 @@ class JobRead(ORMRead):
         f"is below {WARN_BELOW}",
     )
     cancel_requested: bool
+    state_detail: str | None = Field(
+        default=None,
+        description="GET /v1/jobs/{id} and the dashboard: why a queued job has not started ('waiting: no "
+        "live worker since ...', 'waiting for task #2 of the learner ...', 'waiting for a free worker'), or "
+        "which worker runs it; null for finished jobs",
+    )
     enqueued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None

@@ -50,10 +50,23 @@ class Settings(BaseSettings):
     serve_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
     progress_interval_s: float = Field(1.0, ge=0)  # throttle for progress writes and cancel checks
-    lease_s: int = Field(300, ge=5)  # a running job's lease; renewed by every progress write
-    requeue_countdown_s: float = Field(3.0, ge=0)  # a job that is not its learner's turn waits this long
-    sweep_interval_s: float = Field(30.0, ge=0)  # 0 disables the sweeper thread in the API
+    # A running job's lease. The worker renews it every lease_s / 3 from a thread while the job runs
+    # (and with every progress write), so a short lease only bounds how soon a dead worker's job is
+    # free again: the sweeper re-sends it at most lease_s + sweep_interval_s after the kill.
+    lease_s: int = Field(30, ge=5)
+    # A job that is not its learner's turn looks again after as long as it has already waited (doubling),
+    # at least requeue_countdown_s and at most requeue_max_s (and half of stuck_after_s, so the
+    # sweeper never mistakes a waiting job for a lost one). The earlier job's end starts it at once.
+    requeue_countdown_s: float = Field(3.0, ge=0)
+    requeue_max_s: float = Field(60.0, ge=0)
+    sweep_interval_s: float = Field(10.0, ge=0)  # the sweeper thread in the API; 0 turns it off
     stuck_after_s: float = Field(120.0, ge=1)  # a queued job untouched this long is re-enqueued
+    heartbeat_s: float = Field(5.0, gt=0)  # a worker writes its heartbeat row this often
+    worker_alive_s: float = Field(30.0, gt=0)  # a worker seen within this window counts as alive
+    # `dgm serve` restarts its embedded worker when it exits: after this delay, doubling up to
+    # worker_restart_max_s while it keeps exiting within a minute of its start.
+    worker_restart_s: float = Field(1.0, ge=0)
+    worker_restart_max_s: float = Field(60.0, ge=0)
     visibility_timeout_s: int = Field(6 * 3600, ge=60)  # Redis: above the longest training
     log_json: bool = False  # DGM_LOG_JSON=1: API and worker log one JSON object per line
     # /metrics needs an admin key (its labels name every learner); true: open, for a private network

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.liveness import workers
 from core.orm import Job, Learner
 from service.deps import AdminKey
 
@@ -163,6 +164,7 @@ class DatabaseCollector(Collector):
             with self.state.sessions() as s:
                 counts = dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
                 last = last_jobs(s)
+                alive = workers(s, self.state.settings, self.state.settings.queue).alive
         except Exception as exc:  # noqa: BLE001 - a scrape reports the outage instead of failing
             log.warning("metrics: cannot read the database: %s", exc)
             up.add_metric([], 0)
@@ -176,6 +178,11 @@ class DatabaseCollector(Collector):
         yield jobs
         queued = counts.get("queued", 0)
         yield GaugeMetricFamily("dgm_queue_depth_jobs", "jobs waiting for a worker (state queued)", queued)
+        yield GaugeMetricFamily(
+            "dgm_workers_alive",
+            "training workers of this queue whose heartbeat is within DGM_WORKER_ALIVE_S (0: uploads wait)",
+            alive,
+        )
         yield from self._step_time(last)
         depth = self._broker_depth()
         if depth is not None:

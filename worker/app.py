@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
+from core.liveness import Heartbeat
 from core.logs import configure_logging
 from core.queue import TRAIN_JOB, make_celery
 from core.settings import get_settings
@@ -29,6 +30,21 @@ def _json_logs(loglevel: int | None = None, **_kwargs: object) -> None:
 
 if settings.log_json:  # a receiver of setup_logging replaces Celery's own (plain text) log setup
     setup_logging.connect(_json_logs, weak=False)
+
+
+heartbeat: Heartbeat | None = None
+
+
+@worker_ready.connect  # the main process, once it consumes; a prefork pool's children share its beat
+def _start_heartbeat(**_kwargs: object) -> None:
+    global heartbeat
+    heartbeat = Heartbeat(settings, {"queue": settings.queue, "device": settings.device or "auto"}).start()
+
+
+@worker_shutdown.connect  # a clean stop (SIGTERM, SIGINT): the row goes at once, alive drops now
+def _stop_heartbeat(**_kwargs: object) -> None:
+    if heartbeat is not None:
+        heartbeat.stop()
 
 
 @app.task(name=TRAIN_JOB, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -2,12 +2,17 @@
 
 Every write also renews the job's lease; a write that finds the lease gone (the sweeper handed the
 job to another worker) makes `should_stop` true, so this worker stops without publishing anything.
+`renewing()` renews it from a thread as well, every lease_s / 3, so phases that report no progress
+(loading the parent, evaluation, writing the files, one long step) never outlive a short lease.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -56,6 +61,26 @@ class JobReporter:
         if time.monotonic() - self.last_write >= self.settings.progress_interval_s:
             self.write(None)
         return self.cancel_requested or self.lease_lost
+
+    @contextmanager
+    def renewing(self) -> Iterator[None]:
+        """Renew the lease every lease_s / 3 from a daemon thread while the block runs."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self.settings.lease_s / 3) and not self.lease_lost:
+                try:
+                    self.write(None)
+                except Exception as exc:  # noqa: BLE001 - the next renewal (or progress write) tries again
+                    log.warning("job %s: could not renew the lease: %s", self.job_id, exc)
+
+        thread = threading.Thread(target=loop, name=f"dgm-lease-{self.job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=10)
 
     def write(self, progress: dict | None) -> None:
         """Renew the lease (and store progress); read the cancel flag.

@@ -33,6 +33,7 @@ from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task,
 from core.queue import enqueue_train
 from core.settings import Settings
 from core.storage import ArtifactStore
+from core.sweeper import waiting_countdown
 from worker.progress import JobReporter
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,9 @@ def run_job(settings: Settings, app: Celery, job_id: int) -> str:
     with log_context(job_id=job_id, learner=learner_name(settings, job_id)):
         claim = claim_job(settings, job_id)
         if claim == "wait":
-            log.info("job %s: an earlier task of the learner comes first; re-enqueued", job_id)
-            enqueue_train(app, settings, job_id, countdown=settings.requeue_countdown_s)
+            countdown = waiting_countdown(settings, job_id)  # backs off while the earlier task trains
+            log.info("job %s: an earlier task of the learner comes first; again in %.1f s", job_id, countdown)
+            enqueue_train(app, settings, job_id, countdown=countdown)
             return "waiting for an earlier task of the learner"
         if claim is None:
             return leased_or_done(settings, app, job_id)
@@ -144,7 +146,8 @@ def execute(settings: Settings, job_id: int, token: str) -> str:
 
     reporter = JobReporter(settings, job_id, token)
     try:
-        train_and_publish(settings, job_id, token, reporter)
+        with reporter.renewing():  # a short lease stays safe through phases without progress writes
+            train_and_publish(settings, job_id, token, reporter)
         return "succeeded"
     except (LeaseLost, TrainingCancelled) as exc:
         if reporter.lease_lost or isinstance(exc, LeaseLost):

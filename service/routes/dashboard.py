@@ -35,10 +35,11 @@ from sqlalchemy import select
 from core.errors import Forbidden, Unauthorized, UnknownJob
 from core.fidelity import WARN_BELOW, describe
 from core.keys import authenticate
-from core.orm import Learner
+from core.liveness import state_detail
+from core.orm import Job, Learner
 from core.schemas import JobRead, VersionRead
 from service.deps import SessionDep, SettingsDep
-from service.routes.jobs import get_job
+from service.routes.jobs import get_job, job_read
 from service.routes.plots import render_chart
 from service.routes.versions import _samples_png, activate_version
 from service.views import get_learner, history, learner_read
@@ -161,6 +162,8 @@ def learner_page(name: str, request: Request, session: SessionDep, viewer: Viewe
     ctx = page_context(history(session, get_learner(session, name)))
     ctx.update(signed_in=True, scopes=viewer.scopes, is_admin=viewer.admin, csrf=viewer.csrf())
     ctx["base"] = f"/dashboard/{quote(name)}"
+    for live in ctx["live_jobs"]:  # why a queued job waits (no live worker, an earlier task); JS updates it
+        live["detail"] = state_detail(session, request.app.state.settings, session.get(Job, live["id"]))
     return templates.TemplateResponse(request, "learner.html", ctx)
 
 
@@ -243,12 +246,12 @@ async def dashboard_samples(name: str, number: int, request: Request, _viewer: S
 
 
 @router.get("/{name}/jobs/{job_id}", response_model=JobRead)
-def dashboard_job(name: str, job_id: int, session: SessionDep, _viewer: SignedIn) -> Any:
+def dashboard_job(name: str, job_id: int, request: Request, session: SessionDep, _viewer: SignedIn) -> Any:
     learner = get_learner(session, name)
     job = get_job(session, job_id)
     if job.learner_id != learner.id:
         raise UnknownJob(f"job {job_id} does not belong to learner {name!r}")
-    return job
+    return job_read(request, session, job)
 
 
 @router.post("/{name}/versions/{number}/activate", response_model=VersionRead)

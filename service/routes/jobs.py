@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import update
 
 from core.errors import JobStateConflict, UnknownJob
+from core.liveness import state_detail
 from core.orm import Job, Task, utcnow
 from core.queue import enqueue_train
 from core.schemas import JobRead
@@ -21,9 +22,15 @@ def get_job(session: SessionDep, job_id: int) -> Job:
     return job
 
 
+def job_read(request: Request, session: SessionDep, job: Job) -> JobRead:
+    """The job with its state detail: why it waits (no live worker, an earlier task) or who runs it."""
+    detail = state_detail(session, request.app.state.settings, job)
+    return JobRead.model_validate(job).model_copy(update={"state_detail": detail})
+
+
 @router.get("/{job_id}", response_model=JobRead, dependencies=[AnyKey])
-def read_job(job_id: int, session: SessionDep) -> Job:
-    return get_job(session, job_id)
+def read_job(job_id: int, session: SessionDep, request: Request) -> JobRead:
+    return job_read(request, session, get_job(session, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead, dependencies=[TrainKey])
