@@ -8,12 +8,13 @@ labels, scores = learner.predict(x_test)   # over every class seen so far
 
 from dgm.config import LearnerConfig
 from dgm.errors import CheckpointError, DGMInputError, TrainingCancelled
-from dgm.learner import Learner, TaskReport
+from dgm.learner import ForgetReport, Learner, TaskReport
 from dgm.train import Progress
 
 __all__ = [
     "CheckpointError",
     "DGMInputError",
+    "ForgetReport",
     "Learner",
     "LearnerConfig",
     "Progress",

@@ -72,6 +72,8 @@ def save_learner(learner: Learner, path: str | Path) -> None:
         "widths": gen.widths,
         "task_caps": gen.task_caps,
         "class_task": gen.class_task,
+        "class_codes": gen.class_codes,
+        "released": gen.released,
         "seed": learner.seed,
         "history": learner.history,
         **_disc_meta(learner),
@@ -91,6 +93,9 @@ def load_learner(path: str | Path, device: str | torch.device | None = None) -> 
     gen = Generator(cfg, widths=state["widths"])
     gen.task_caps = [list(c) for c in state["task_caps"]]
     gen.class_task = list(state["class_task"])
+    # checkpoints from before forgetting existed: class i is coded by slot i, nothing was released
+    gen.class_codes = list(state.get("class_codes", range(len(gen.class_task))))
+    gen.released = list(state.get("released", [0, 0, 0]))
     for caps in gen.task_caps:
         gen.bns.append(_task_bn(caps))
     for t in gen.class_task:

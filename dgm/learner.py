@@ -53,6 +53,26 @@ class TaskReport:
         return asdict(self)
 
 
+@dataclass
+class ForgetReport:
+    """What forgetting classes did to the learner: the figures its model version publishes."""
+
+    removed: list[str]
+    heads_removed: int
+    tasks_removed: list[int]  # the learner's task indices left with no class, whose masks were released
+    released: dict[str, int]  # weights (DGMw) or units (DGMa) per layer given back to later tasks
+    classes: list[str]  # the classes left, in output order
+    seconds: float
+    parameters: int
+    widths: dict[str, int]
+    reserved: dict[str, int]
+    free: dict[str, int]
+    fidelity: dict[str, float | None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def normalise_labels(y: Sequence[Any], n: int) -> list[str]:
     labels = [str(v.item() if hasattr(v, "item") else v) for v in np.asarray(y).reshape(-1)]
     if len(labels) != n:
@@ -152,6 +172,58 @@ class Learner:
         self.history.append(report.as_dict())
         return report
 
+    # ----- forgetting ------------------------------------------------------------------------
+    def check_forget(self, labels: Sequence[str]) -> list[str]:
+        """Validate a forget request without changing anything; returns the labels, deduplicated."""
+        wanted = list(dict.fromkeys(str(lab) for lab in labels))
+        unknown = [lab for lab in wanted if lab not in self.classes]
+        if unknown:
+            raise DGMInputError(f"unknown classes {unknown[:10]}; known classes: {self.classes[:20]}")
+        if not wanted:
+            raise DGMInputError("name at least one class to forget")
+        if len(wanted) >= len(self.classes):
+            raise DGMInputError(
+                f"cannot forget every class the learner knows ({self.classes[:20]}); at least one must stay"
+            )
+        return wanted
+
+    def forget(self, labels: Sequence[str]) -> ForgetReport:
+        """Remove classes: their generator heads go, a task left without classes gives its mask back
+        (later tasks reuse it before the network grows), and the classifier is rebuilt from fresh replay
+        of the remaining classes. Their names leave the history too, so a saved checkpoint holds no
+        trace of them. The remaining classes' samples are bit-identical. On error nothing changes.
+        """
+        wanted = self.check_forget(labels)
+        started = time.perf_counter()
+        snapshot = (copy.deepcopy(self.generator), copy.deepcopy(self.classifier), list(self.classes))
+        history = copy.deepcopy(self.history)
+        try:
+            heads = len(self.generator.heads)
+            freed = self.generator.forget_classes([self.classes.index(lab) for lab in wanted])
+            self.classes = [c for c in self.classes if c not in wanted]
+            self.history = [_without(report, wanted) for report in self.history]
+            # a seed of its own per forget: the number of classes dropped so far
+            rng = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + 50_000 + heads)
+            self.classifier = consolidate(self.config, self.generator, len(self.classes), rng)
+        except BaseException:
+            self.generator, self.classifier, self.classes = snapshot
+            self.history = history
+            raise
+        cap = self.generator.capacity()
+        return ForgetReport(
+            removed=wanted,
+            heads_removed=heads - len(self.generator.heads),
+            tasks_removed=freed["tasks_removed"],
+            released=dict(zip(LAYER_NAMES, freed["released"], strict=True)),
+            classes=list(self.classes),
+            seconds=round(time.perf_counter() - started, 3),
+            parameters=self.parameter_count(),
+            widths={k: v["channels"] for k, v in cap.items()},
+            reserved={k: v["reserved"] for k, v in cap.items()},
+            free={k: v["free"] for k, v in cap.items()},
+            fidelity=self.fidelity(),
+        )
+
     def _report(self, task, new, n, seconds, grown, losses, scores) -> TaskReport:
         cap = self.generator.capacity()
 
@@ -245,3 +317,14 @@ class Learner:
         from dgm.checkpoint import load_learner
 
         return load_learner(path, device)
+
+
+def _without(report: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """A history entry with `labels` struck from its classes, fidelity and warnings."""
+    out = dict(report)
+    out["classes"] = [c for c in report.get("classes", []) if c not in labels]
+    if report.get("fidelity") is not None:
+        out["fidelity"] = {c: f for c, f in report["fidelity"].items() if c not in labels}
+    if "low_fidelity" in report:
+        out["low_fidelity"] = [c for c in report["low_fidelity"] if c not in labels]
+    return out

@@ -62,8 +62,14 @@ class Generator(nn.Module):
         self.embedding = nn.ParameterList()  # the task being trained: one real-valued mask per layer
         self.task_caps: list[list[int]] = []
         self.class_task: list[int] = []
+        # per class: the slot of the latent's one-hot that codes it. It is fixed for the class's life, so
+        # forgetting another class (which renumbers the class ids) leaves its samples bit-identical.
+        self.class_codes: list[int] = []
         self.task_masks: list[list[torch.Tensor]] = []  # bool, per finished task and layer
         self.cumulative = [torch.zeros(self.mask_shape(l), dtype=torch.bool) for l in range(3)]
+        # per layer: weights (DGMw) or units (DGMa) a forgotten task gave back, not yet claimed again;
+        # later tasks reuse them before the network grows (see end_task)
+        self.released = [0, 0, 0]
         self.masking = True  # False only to time the same network without masks (benchmarks)
 
     # ----- bookkeeping -------------------------------------------------------------------------
@@ -93,6 +99,7 @@ class Generator(nn.Module):
             head = _xavier_relu((self.widths[-1], self.nc, KERNEL, KERNEL)).to(device)
             self.heads.append(nn.Parameter(head))
             self.class_task.append(self.n_tasks - 1)
+            self.class_codes.append(min(set(range(self.cfg.max_classes)) - set(self.class_codes)))
         for l in range(3):
             self.embedding.append(nn.Parameter(self._embedding_start(l).to(device)))
         return self.n_tasks - 1
@@ -110,9 +117,10 @@ class Generator(nn.Module):
 
     # ----- forward -----------------------------------------------------------------------------
     def latent(self, noise: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """z: (N, nz) noise whose first max_classes entries are overwritten by the one-hot label."""
+        """z: (N, nz) noise whose first max_classes entries are overwritten by the class's one-hot code."""
         z = noise.clone()
-        z[:, : self.cfg.max_classes] = F.one_hot(classes, self.cfg.max_classes).to(z.dtype)
+        codes = torch.as_tensor(self.class_codes, device=classes.device)[classes]
+        z[:, : self.cfg.max_classes] = F.one_hot(codes, self.cfg.max_classes).to(z.dtype)
         return z
 
     def task_masks_for(self, task: int, s: float | None) -> list[torch.Tensor]:
@@ -197,7 +205,10 @@ class Generator(nn.Module):
         newly = [int(c.sum()) - b for c, b in zip(self.cumulative, before, strict=True)]
         usage = [float(b.float().mean()) for b in binary]
         self.embedding = nn.ParameterList()
-        added = self.expand(newly)
+        # capacity a forgotten task gave back pays for this task's claim first; only the rest is grown
+        reused = [min(n, r) for n, r in zip(newly, self.released, strict=True)]
+        self.released = [r - u for r, u in zip(self.released, reused, strict=True)]
+        added = self.expand([n - u for n, u in zip(newly, reused, strict=True)])
         return {"newly_reserved": newly, "units_added": added, "mask_usage": usage}
 
     def expansion_for(self, newly_reserved: list[int]) -> list[int]:
@@ -234,6 +245,38 @@ class Generator(nn.Module):
         self.cumulative = [_pad_to(c, self.mask_shape(l)) for l, c in enumerate(self.cumulative)]
         return added
 
+    # ----- forgetting -------------------------------------------------------------------------
+    @torch.no_grad()
+    def forget_classes(self, class_ids: list[int]) -> dict[str, list[int]]:
+        """Remove the heads of `class_ids`; a task left with no class is removed and its mask released.
+
+        Class ids above a removed one shift down (the heads list stays indexed by class id) and task
+        indices above a removed task shift down; each class keeps its latent code. Nothing any remaining
+        task reads changes (its weights block, mask, BN set and heads), so its samples stay bit-identical.
+        Returns the task indices removed (before the shift) and the units released per layer.
+        """
+        if self.training_task is not None:
+            raise RuntimeError("a task is being learned; forget after it ends")
+        drop = set(class_ids)
+        keep = [c for c in range(len(self.class_task)) if c not in drop]
+        dead = sorted({self.class_task[c] for c in drop} - {self.class_task[c] for c in keep})
+        alive = [t for t in range(self.n_tasks) if t not in dead]
+        renumber = {t: i for i, t in enumerate(alive)}
+        self.heads = nn.ParameterList([self.heads[c] for c in keep])
+        self.class_codes = [self.class_codes[c] for c in keep]
+        self.class_task = [renumber[self.class_task[c]] for c in keep]
+        self.bns = nn.ModuleList([self.bns[t] for t in alive])
+        self.task_caps = [self.task_caps[t] for t in alive]
+        self.task_masks = [self.task_masks[t] for t in alive]
+        before = [int(c.sum()) for c in self.cumulative]
+        self.cumulative = [
+            _union([_pad_to(m[l], self.mask_shape(l)) for m in self.task_masks], self.mask_shape(l))
+            for l in range(3)
+        ]
+        freed = [b - int(c.sum()) for b, c in zip(before, self.cumulative, strict=True)]
+        self.released = [r + f for r, f in zip(self.released, freed, strict=True)]
+        return {"tasks_removed": dead, "released": freed}
+
     # ----- reporting -------------------------------------------------------------------------
     def capacity(self) -> dict[str, dict[str, int]]:
         out = {}
@@ -247,6 +290,13 @@ class Generator(nn.Module):
                 "free": total - reserved,
             }
         return out
+
+
+def _union(masks_: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+    out = torch.zeros(shape, dtype=torch.bool)
+    for m in masks_:
+        out |= m
+    return out
 
 
 def _pad_to(mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
