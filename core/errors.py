@@ -60,6 +60,10 @@ class UnknownKey(NotFound):
     pass
 
 
+class UnknownSession(NotFound):
+    pass
+
+
 class Conflict(AppError):
     status_code = 409
 

@@ -181,6 +181,11 @@ class HistoryRead(BaseModel):
 class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Literal["predict", "train", "admin"]] = Field(min_length=1)
+    learners: list[str] | None = Field(
+        None,
+        examples=[["fashion", "team-a-*"]],
+        description="learner names, or name prefixes ending in '*', that the key reaches; omit for all",
+    )
 
 
 class KeyRead(ORMRead):
@@ -188,9 +193,22 @@ class KeyRead(ORMRead):
     name: str
     prefix: str
     scopes: list[str]
+    learners: list[str] | None = None  # None: every learner
     revoked: bool
     created_at: datetime
 
 
 class KeyCreated(KeyRead):
     key: str = Field(description="shown once; store it now")
+
+
+class SessionRead(ORMRead):
+    """A dashboard sign-in (never its token)."""
+
+    id: int
+    key_id: int
+    key_name: str = ""
+    created_at: datetime
+    expires_at: datetime
+    revoked: bool
+    active: bool = False  # neither revoked nor expired, and its key not revoked

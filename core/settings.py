@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     artifact_dir: Path | None = None  # default: data_dir / "artifacts"
     queue: str = "dgm"
     admin_key: SecretStr | None = None  # bootstrap admin key; create others with `dgm keys create`
+    session_ttl_s: int = Field(8 * 3600, ge=1)  # a dashboard sign-in lasts this long (DGM_SESSION_TTL_S)
 
     max_upload_bytes: int = Field(200 * 2**20, ge=1024)
     max_uncompressed_bytes: int = Field(1024 * 2**20, ge=1024)  # bound on a zip/npz's unpacked size

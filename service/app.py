@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts every answer
     for module in (health, learners, tasks, jobs, versions, rollout, predict, keys, plots, dashboard):
         app.include_router(module.router)
+    app.include_router(keys.sessions_router)
     app.include_router(v2_router)
     app.include_router(metrics_router(settings.metrics_public))
     return app

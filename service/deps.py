@@ -1,18 +1,22 @@
-"""Dependencies: settings, a database session per request, the artifact store, and API-key scopes."""
+"""Dependencies: settings, a database session per request, the artifact store, API-key scopes and learner
+scope."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Forbidden, Unauthorized
-from core.keys import SCOPES, authenticate, is_key
+from core.keys import BOOTSTRAP, Principal, authenticate, is_key
+from core.orm import Job, Learner
 from core.settings import Settings
 from core.storage import ArtifactStore
+from service.views import unknown_job, unknown_learner
 
 
 # Cheap dependencies are `async def`: FastAPI runs a plain `def` dependency in the thread pool, and each
@@ -36,10 +40,17 @@ SessionDep = Annotated[Session, Depends(get_db)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 
 
-def require(scope: str | None) -> Callable[..., list[str]]:
-    """A dependency that admits keys holding `scope` (admin holds all; None: any valid key)."""
+def require(scope: str | None, every_learner: bool = False) -> Callable[..., Any]:
+    """A dependency that admits keys holding `scope` (admin holds all; None: any valid key) and returns
+    the key's `Principal` (also kept in `request.state.principal`).
 
-    async def check(request: Request) -> list[str]:
+    Learner scope: a key scoped to learners gets, for a learner it does not reach, the very 404 of a
+    learner that does not exist. Every route whose path names a learner (`{name}`) or a job (`{job_id}`)
+    is checked here, so a new route under `/v1/learners/{name}/...` is scoped without more code.
+    `every_learner`: the route shows every learner at once (e.g. /metrics) and needs an unscoped key.
+    """
+
+    async def check(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         kind, _, key = header.partition(" ")
         key = key.strip()
@@ -48,23 +59,52 @@ def require(scope: str | None) -> Callable[..., list[str]]:
         settings: Settings = request.app.state.settings
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         if admin and is_key(key, admin):
-            scopes = list(SCOPES)  # the bootstrap key: no database round trip
+            who = BOOTSTRAP  # the bootstrap key: no database round trip
         else:
-            scopes = await run_in_threadpool(_lookup, request, key)
-        if scope is not None and scope not in scopes and "admin" not in scopes:
+            who = await run_in_threadpool(_lookup, request, key)
+        if not who.has(scope):
             raise Forbidden(f"this API key lacks the '{scope}' scope; ask an admin for a key that has it")
-        return scopes
+        if every_learner and who.learners is not None:
+            raise Forbidden(
+                f"this route shows every learner; this API key reaches only {who.describe()}: "
+                "use a key without a learner scope"
+            )
+        if who.learners is not None:
+            await run_in_threadpool(check_reach, request, who)
+        request.state.principal = who
+        return who
 
     check.scope = scope  # type: ignore[attr-defined]  # read by the test that every route is guarded
     return check
 
 
-def _lookup(request: Request, key: str) -> list[str]:
+def _lookup(request: Request, key: str) -> Principal:
     with request.app.state.sessions() as session:
         return authenticate(session, key, None)
+
+
+def check_reach(request: Request, who: Principal) -> None:
+    """404 (the body of an unknown learner or job) when the path names a learner or job out of reach."""
+    params = request.path_params
+    if "name" in params and not who.reaches(params["name"]):
+        raise unknown_learner(params["name"])
+    if "job_id" in params:
+        try:
+            job_id = int(params["job_id"])
+        except ValueError:
+            return  # the route's own validation answers 422
+        with request.app.state.sessions() as session:
+            name = session.scalar(
+                select(Learner.name).join(Job, Job.learner_id == Learner.id).where(Job.id == job_id)
+            )
+        if name is not None and not who.reaches(name):
+            raise unknown_job(job_id)
 
 
 AnyKey = Depends(require(None))
 PredictKey = Depends(require("predict"))
 TrainKey = Depends(require("train"))
 AdminKey = Depends(require("admin"))
+EveryLearnerAdminKey = Depends(require("admin", every_learner=True))  # e.g. /metrics names every learner
+Caller = Annotated[Principal, AnyKey]  # a route that filters by what the key reaches
+Admin = Annotated[Principal, AdminKey]

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.liveness import workers
 from core.orm import Job, Learner
-from service.deps import AdminKey
+from service.deps import EveryLearnerAdminKey
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def metrics_router(public: bool) -> APIRouter:
     names data beyond learner names. DGM_METRICS_PUBLIC=false makes it an admin route."""
     router = APIRouter(tags=["health"])
 
-    @router.get("/metrics", response_class=Response, dependencies=[] if public else [AdminKey])
+    @router.get("/metrics", response_class=Response, dependencies=[] if public else [EveryLearnerAdminKey])
     async def metrics(request: Request) -> Response:
         body = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

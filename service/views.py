@@ -8,17 +8,26 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import UnknownLearner, UnknownVersion
+from core.errors import UnknownJob, UnknownLearner, UnknownVersion
 from core.fidelity import rounded
 from core.orm import Evaluation, Job, Learner, ModelVersion, Task
 from core.schemas import JobRead, LearnerRead, RolloutRead, TaskRead, VersionRead
+
+
+def unknown_learner(name: str) -> UnknownLearner:
+    """The 404 of a learner that does not exist, also answered for one out of the key's reach."""
+    return UnknownLearner(f"no learner named {name!r}; list them with GET /v1/learners or create it first")
+
+
+def unknown_job(job_id: int) -> UnknownJob:
+    return UnknownJob(f"no job {job_id}; the upload response names its job")
 
 
 def get_learner(session: Session, name: str) -> Learner:
     # A NUL byte cannot reach PostgreSQL (psycopg2 raises); no learner name holds one, so it is unknown.
     learner = None if "\x00" in name else session.scalar(select(Learner).where(Learner.name == name))
     if learner is None:
-        raise UnknownLearner(f"no learner named {name!r}; list them with GET /v1/learners or create it first")
+        raise unknown_learner(name)
     return learner
 
 

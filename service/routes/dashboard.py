@@ -1,20 +1,24 @@
 """The dashboard: server-rendered HTML per learner (no JS build; a little inline JS for live progress).
 
 How a browser authenticates, and why this way:
-- `GET /dashboard...` without a valid key shows a login form (status 401) and no data. The form posts the
-  API key to `POST /dashboard/login`, which checks it with the same `core.keys.authenticate` as the API's
-  `require()` (hashed keys, revocation, the bootstrap admin key) and stores it in a cookie that is
+- `GET /dashboard...` without a valid session shows a login form (status 401) and no data. The form posts
+  an API key to `POST /dashboard/login`, which checks it with the same `core.keys.authenticate` as the
+  API's `require()` (hashed keys, revocation, the bootstrap admin key) and starts a dashboard session:
+  a random token (`secrets.token_urlsafe(32)`) whose sha256 is stored with its key and an expiry
+  (DGM_SESSION_TTL_S, 8 hours by default). The cookie carries only that token, never the key, and is
   HttpOnly (page scripts cannot read it), SameSite=Strict (other sites' requests do not carry it),
-  Path=/dashboard (the JSON API never sees it), Secure on https, and expires after 12 hours.
-  Every request re-checks the key, so revoking it signs the browser out at once.
+  Path=/dashboard (the JSON API never sees it) and Secure on https. A stolen cookie is no API key: `/v1`
+  answers it 401. Every request re-checks the session and its key, so signing out, an admin ending the
+  session (`DELETE /v1/sessions/{id}`) or revoking the key signs the browser out at once.
+- A key scoped to learners sees only those on the dashboard; any other learner answers 404, as on /v1.
 - The key never appears in a URL (no `?key=` in logs, history or Referer headers).
 - The images, job polling and rollback the page needs are served under `/dashboard/{name}/...`, by the
   same functions as `/v1/learners/{name}/plots/*.png`, `.../samples.png`, `/v1/jobs/{id}` and
   `.../activate`, but authenticated by the cookie. The `/v1` API keeps accepting only the
   `Authorization` header, so a cookie can never be used to drive it from another site (no CSRF there).
 - Rollback (the one state change) needs the admin scope and an `X-CSRF-Token` header equal to an HMAC
-  of the key that the page embeds: a forged cross-site request can neither read the page to learn it
-  nor send a custom header without a CORS preflight, which this app never grants.
+  of the session token that the page embeds: a forged cross-site request can neither read the page to
+  learn it nor send a custom header without a CORS preflight, which this app never grants.
 """
 
 from __future__ import annotations
@@ -30,59 +34,69 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from core.errors import Forbidden, Unauthorized, UnknownJob
 from core.fidelity import WARN_BELOW, describe
-from core.keys import authenticate
+from core.keys import Principal, authenticate, end_session, session_principal, start_session
 from core.liveness import state_detail
-from core.orm import Job, Learner
+from core.orm import Job
 from core.schemas import JobRead, VersionRead
+from core.settings import Settings
 from service.deps import SessionDep, SettingsDep
-from service.routes.jobs import get_job, job_read
+from service.routes.jobs import job_read
+from service.routes.learners import reachable
 from service.routes.plots import render_chart
 from service.routes.versions import _samples_png, activate_version
-from service.views import get_learner, history, learner_read
+from service.views import get_learner, history, learner_read, unknown_learner
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
-COOKIE = "dgm_dashboard_key"
-COOKIE_AGE_S = 12 * 3600
+COOKIE = "dgm_dashboard_session"
 CSRF_HEADER = "x-csrf-token"
 
 
 class Viewer:
-    """Who is looking: the key from the cookie and its scopes (scopes empty: not signed in)."""
+    """Who is looking: the session token from the cookie and its key's principal (None: not signed in)."""
 
-    def __init__(self, key: str | None, scopes: list[str]) -> None:
-        self.key, self.scopes = key, scopes
+    def __init__(self, token: str | None, who: Principal | None) -> None:
+        self.token, self.who = token, who
 
     @property
     def signed_in(self) -> bool:
-        return bool(self.scopes)
+        return self.who is not None
+
+    @property
+    def scopes(self) -> list[str]:
+        return list(self.who.scopes) if self.who else []
 
     @property
     def admin(self) -> bool:
         return "admin" in self.scopes
 
     def csrf(self) -> str:
-        return csrf_token(self.key or "")
+        return csrf_token(self.token or "")
 
 
-def csrf_token(key: str) -> str:
-    return hmac.new(key.encode(), b"dgm-dashboard-csrf", hashlib.sha256).hexdigest()
+def csrf_token(token: str) -> str:
+    return hmac.new(token.encode(), b"dgm-dashboard-csrf", hashlib.sha256).hexdigest()
+
+
+def _admin_key(settings: Settings) -> str | None:
+    return settings.admin_key.get_secret_value() if settings.admin_key else None
 
 
 def get_viewer(request: Request, session: SessionDep, settings: SettingsDep) -> Viewer:
-    key = request.cookies.get(COOKIE, "").strip()
-    if not key:
-        return Viewer(None, [])
-    admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-    try:
-        return Viewer(key, authenticate(session, key, admin))
-    except Unauthorized:
-        return Viewer(None, [])
+    """The signed-in viewer, or an anonymous one. A learner in the path that the viewer's key does not
+    reach answers the 404 of a learner that does not exist, as on /v1."""
+    token = request.cookies.get(COOKIE, "").strip()
+    who = session_principal(session, token, _admin_key(settings)) if token else None
+    if who is None:
+        return Viewer(None, None)
+    name = request.path_params.get("name")
+    if name is not None and not who.reaches(name):
+        raise unknown_learner(name)
+    return Viewer(token, who)
 
 
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
@@ -124,23 +138,29 @@ def login(
     if foreign or request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
         raise Forbidden("sign in from the dashboard's own page; this form was posted from another site")
     key = key.strip()
-    admin = settings.admin_key.get_secret_value() if settings.admin_key else None
     try:
-        valid = bool(key) and bool(authenticate(session, key, admin))
+        who = authenticate(session, key, _admin_key(settings)) if key else None
     except Unauthorized:
-        valid = False
-    if not valid:
+        who = None
+    if who is None:
         return login_page(request, safe_next(next), "That key is unknown or revoked; paste a valid API key.")
+    token = start_session(session, who, _admin_key(settings), settings.session_ttl_s)
+    session.commit()
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
-        COOKIE, key, max_age=COOKIE_AGE_S, path="/dashboard", httponly=True, samesite="strict",
+        COOKIE, token, max_age=settings.session_ttl_s, path="/dashboard", httponly=True, samesite="strict",
         secure=request.url.scheme == "https",
     )  # fmt: skip
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, session: SessionDep) -> Response:
+    """End the session on the server too, so a copy of the cookie stops working as well."""
+    token = request.cookies.get(COOKIE, "").strip()
+    if token:
+        end_session(session, token)
+        session.commit()
     response = RedirectResponse("/dashboard", status_code=303)
     response.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict")
     return response
@@ -150,7 +170,8 @@ def logout() -> Response:
 def learners_page(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
     if not viewer.signed_in:
         return login_page(request, "/dashboard")
-    learners = [learner_read(session, lr) for lr in session.scalars(select(Learner).order_by(Learner.id))]
+    assert viewer.who is not None
+    learners = [learner_read(session, lr) for lr in reachable(session, viewer.who)]
     ctx = {"learners": learners, "signed_in": True, "scopes": viewer.scopes}
     return templates.TemplateResponse(request, "learners.html", ctx)
 
@@ -248,9 +269,9 @@ async def dashboard_samples(name: str, number: int, request: Request, _viewer: S
 @router.get("/{name}/jobs/{job_id}", response_model=JobRead)
 def dashboard_job(name: str, job_id: int, request: Request, session: SessionDep, _viewer: SignedIn) -> Any:
     learner = get_learner(session, name)
-    job = get_job(session, job_id)
-    if job.learner_id != learner.id:
-        raise UnknownJob(f"job {job_id} does not belong to learner {name!r}")
+    job = session.get(Job, job_id)
+    if job is None or job.learner_id != learner.id:  # one answer: another learner's job is not revealed
+        raise UnknownJob(f"learner {name!r} has no job {job_id}; its page lists its jobs")
     return job_read(request, session, job)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from sqlalchemy import update
 
-from core.errors import JobStateConflict, UnknownJob
+from core.errors import JobStateConflict
 from core.liveness import state_detail
 from core.orm import Job, Task, utcnow
 from core.queue import enqueue_train
 from core.schemas import JobRead
 from service.deps import AnyKey, SessionDep, TrainKey
+from service.views import unknown_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def get_job(session: SessionDep, job_id: int) -> Job:
     job = session.get(Job, job_id)
     if job is None:
-        raise UnknownJob(f"no job {job_id}; the upload response names its job")
+        raise unknown_job(job_id)
     return job
 
 

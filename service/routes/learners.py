@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from typing import Annotated
 
-from core.errors import InvalidParameter, LearnerExists
+from fastapi import APIRouter
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import Forbidden, InvalidParameter, LearnerExists
+from core.keys import Principal
 from core.orm import Learner
 from core.schemas import HistoryRead, LearnerCreate, LearnerRead
-from service.deps import AnyKey, SessionDep, TrainKey
+from service.deps import AnyKey, Caller, SessionDep, TrainKey
 from service.views import get_learner, history, learner_read
 
 router = APIRouter(prefix="/v1/learners", tags=["learners"])
@@ -32,8 +36,15 @@ def build_config(body: LearnerCreate) -> dict:
     return cfg.to_dict()
 
 
-@router.post("", status_code=201, response_model=LearnerRead, dependencies=[TrainKey])
-def create_learner(body: LearnerCreate, session: SessionDep) -> LearnerRead:
+@router.post("", status_code=201, response_model=LearnerRead)
+def create_learner(
+    body: LearnerCreate, session: SessionDep, who: Annotated[Principal, TrainKey]
+) -> LearnerRead:
+    if not who.reaches(body.name):  # before the name check: a scoped key learns nothing outside its scope
+        raise Forbidden(
+            f"this API key reaches only the learners {who.describe()}; "
+            f"{body.name!r} is outside that scope, so pick a name inside it"
+        )
     if session.scalar(select(Learner.id).where(Learner.name == body.name)) is not None:
         raise LearnerExists(f"a learner named {body.name!r} exists; pick another name")
     config = build_config(body)
@@ -52,9 +63,22 @@ def create_learner(body: LearnerCreate, session: SessionDep) -> LearnerRead:
     return learner_read(session, learner)
 
 
-@router.get("", response_model=list[LearnerRead], dependencies=[AnyKey])
-def list_learners(session: SessionDep) -> list[LearnerRead]:
-    return [learner_read(session, lr) for lr in session.scalars(select(Learner).order_by(Learner.id))]
+@router.get("", response_model=list[LearnerRead])
+def list_learners(session: SessionDep, who: Caller) -> list[LearnerRead]:
+    """The learners this key reaches."""
+    return [learner_read(session, lr) for lr in reachable(session, who)]
+
+
+def reachable(session: Session, who: Principal) -> list[Learner]:
+    """The learners `who` reaches, oldest first."""
+    query = select(Learner).order_by(Learner.id)
+    if who.learners is not None:
+        exact = [e for e in who.learners if not e.endswith("*")]
+        prefixes = [e[:-1] for e in who.learners if e.endswith("*")]
+        query = query.where(
+            or_(Learner.name.in_(exact), *(Learner.name.startswith(p, autoescape=True) for p in prefixes))
+        )
+    return list(session.scalars(query))
 
 
 @router.get("/{name}", response_model=LearnerRead, dependencies=[AnyKey])
