@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_commands(sub)
     add_job_commands(sub)
     add_version_commands(sub)
+    add_rollout_commands(sub)
     add_predict_commands(sub)
     add_key_commands(sub)
 
@@ -158,6 +159,27 @@ def add_version_commands(sub: Any) -> None:
     s.add_argument("kind", choices=["accuracy", "capacity", "at"])
     s.add_argument("-o", "--output", type=Path, help="default: <learner>-<kind>.png")
     _client(s, run=cmd_plots, json_out=False)
+
+
+def add_rollout_commands(sub: Any) -> None:
+    rollout = sub.add_parser(
+        "rollout", help="canary or shadow a candidate version beside the active one; promote or abort"
+    ).add_subparsers(title="rollout commands")
+    s = rollout.add_parser("start", help="put version N beside the active one as a canary or a shadow")
+    s.add_argument("learner")
+    s.add_argument("number", type=int)
+    mode = s.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--canary", type=int, metavar="PERCENT", help="send PERCENT of requests (0..100) to N")
+    mode.add_argument("--shadow", action="store_true", help="answer from the active version, score N too")
+    _client(s, run=cmd_rollout_start)
+    for name, text in (
+        ("promote", "the candidate becomes the active version; the rollout ends"),
+        ("abort", "end the rollout; the active version answers every request"),
+    ):
+        s = rollout.add_parser(name, help=text)
+        s.add_argument("learner")
+        s.set_defaults(rollout_action=name)
+        _client(s, run=cmd_rollout_end)
 
 
 def add_predict_commands(sub: Any) -> None:
@@ -379,6 +401,7 @@ def cmd_learners_show(args: argparse.Namespace) -> int:
     shape = "x".join(map(str, r["image_shape"]))
     print(f"learner {r['name']}: {r['variant']}, preset {r['preset']}, images {shape}, status {r['status']}")
     print(f"active version: {r['active_version'] or 'none'}")
+    print(rollout_line(r))
     print(f"classes ({len(r['classes'])}): {', '.join(r['classes']) or '-'}")
     print(
         "config: " + ", ".join(f"{k}={v}" for k, v in sorted(r["config"].items()) if not isinstance(v, dict))
@@ -513,6 +536,35 @@ def cmd_versions_activate(args: argparse.Namespace) -> int:
     if args.json:
         return _dump(v)
     print(f"learner {args.learner} now serves version {v['number']} ({len(v['classes'])} classes)")
+    return 0
+
+
+def rollout_line(learner: dict) -> str:
+    r = learner.get("rollout")
+    if not r:
+        return "rollout: none"
+    share = f"{r['percent']}% of requests" if r["mode"] == "canary" else "scored beside every request"
+    return f"rollout: {r['mode']} of version {r['candidate_version']} ({share})"
+
+
+def cmd_rollout_start(args: argparse.Namespace) -> int:
+    body = {"version": args.number, "mode": "shadow" if args.shadow else "canary"}
+    if not args.shadow:
+        body["percent"] = args.canary
+    out = request(args, "POST", f"/v1/learners/{args.learner}/rollout", json=body)
+    if args.json:
+        return _dump(out)
+    print(f"learner {args.learner}: active version {out['active_version']}; {rollout_line(out)}")
+    return 0
+
+
+def cmd_rollout_end(args: argparse.Namespace) -> int:
+    action = args.rollout_action
+    out = request(args, "POST", f"/v1/learners/{args.learner}/rollout/{action}")
+    if args.json:
+        return _dump(out)
+    done = "promoted: the candidate is active" if action == "promote" else "rollout aborted"
+    print(f"learner {args.learner}: {done}; active version {out['active_version']}")
     return 0
 
 

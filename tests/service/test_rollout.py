@@ -4,6 +4,10 @@ PostgreSQL; and the version query parameter for every predict body type."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections import Counter
 
@@ -13,7 +17,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from tests.service.support import TINY, auth, digits, npz_bytes, png_bytes, wait_job
+from tests.service.live import live_server
+from tests.service.support import ADMIN, ROOT, TINY, auth, digits, npz_bytes, png_bytes, wait_job
 from tests.service.test_metrics import delta, scrape
 
 
@@ -305,3 +310,55 @@ def test_predict_version_query_parameter_for_every_body_type(client: TestClient,
     assert r.status_code == 422 and "version must be an integer" in r.json()["detail"]
     r = client.post(url + "?version=9", json={"images": x.tolist()}, headers=auth())
     assert r.status_code == 404 and "has no version 9" in r.json()["detail"]
+
+
+def dgm(url: str, *argv: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DGM_URL=url, DGM_KEY=ADMIN, PYTHONPATH=str(ROOT))
+    env.pop("DGM_ADMIN_KEY", None)
+    cmd = [sys.executable, "-m", "core.cli", *argv]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def ok(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 0, f"rc {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    return done.stdout
+
+
+def test_rollout_cli_start_show_promote_abort(client: TestClient, learner: str, pg_settings: Settings):
+    reset(client, learner)
+    with live_server(pg_settings) as url:
+        out = ok(dgm(url, "rollout", "start", learner, "2", "--canary", "25"))
+        assert "rollout: canary of version 2 (25% of requests)" in out
+        assert rollout_of(client, learner) == {"mode": "canary", "candidate_version": 2, "percent": 25}
+        assert "rollout: canary of version 2 (25% of requests)" in ok(dgm(url, "learners", "show", learner))
+        shown = json.loads(ok(dgm(url, "rollout", "start", learner, "2", "--shadow", "--json")))
+        assert shown["rollout"] == {"mode": "shadow", "candidate_version": 2, "percent": None}
+        assert "rollout aborted; active version 1" in ok(dgm(url, "rollout", "abort", learner))
+        assert rollout_of(client, learner) is None
+        done = dgm(url, "rollout", "abort", learner)
+        assert done.returncode == 3 and "no rollout to abort" in done.stderr, done.stderr
+        done = dgm(url, "rollout", "start", learner, "2", "--canary", "150")
+        assert done.returncode == 3 and "percent" in done.stderr, done.stderr
+        assert rollout_of(client, learner) is None
+        ok(dgm(url, "rollout", "start", learner, "2", "--canary", "10"))
+        assert "promoted: the candidate is active; active version 2" in ok(
+            dgm(url, "rollout", "promote", learner)
+        )
+    shown = client.get(f"/v1/learners/{learner}", headers=auth()).json()
+    assert (shown["active_version"], shown["rollout"]) == (2, None)
+
+
+def test_rollout_dashboard_shows_the_rollout(client: TestClient, learner: str):
+    reset(client, learner)
+    with TestClient(client.app) as browser:  # its own cookie jar
+        r = browser.post(
+            "/dashboard/login", data={"key": ADMIN, "next": "/dashboard"}, follow_redirects=False
+        )
+        assert r.status_code in (302, 303), r.text
+        assert 'id="rollout"' not in browser.get(f"/dashboard/{learner}").text
+        start(client, learner, version=2, mode="canary", percent=20)
+        page = " ".join(browser.get(f"/dashboard/{learner}").text.split())
+        assert '<span class="warn" id="rollout">canary of v2 (20% of requests)</span>' in page
+        start(client, learner, version=2, mode="shadow")
+        page = " ".join(browser.get(f"/dashboard/{learner}").text.split())
+        assert '<span class="warn" id="rollout">shadow of v2 (scored beside every request)</span>' in page
