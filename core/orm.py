@@ -162,6 +162,9 @@ class ModelVersion(Base):
     # purged: its files are deleted (a forgotten class), predicting with it answers 410
     status: Mapped[str] = mapped_column(String(16), default="published", server_default="published")
     hold_reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # when it last became the active version (publish or an admin's activation): a held version newer
+    # than this is work the next task continues from; an older one was passed over (core/gate.py)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     removed_classes: Mapped[list[str] | None] = mapped_column(JSON)  # set on a forget task's version
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -14,12 +14,34 @@ class ORMRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+AUTO_ACTIVATE = (
+    "what happens to a newly published version: gate (activate it only if no earlier task's holdout "
+    "accuracy drops by more than gate_max_drop against the active version and no class's memory fidelity "
+    "falls below gate_min_fidelity; otherwise it is held), always, or never (an admin activates it)"
+)
+GATE_MAX_DROP = "the largest absolute accuracy drop on an earlier task's holdout that the gate lets through"
+GATE_MIN_FIDELITY = "the lowest memory fidelity of a class that the gate lets through"
+
+
 class LearnerCreate(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["fashion"])
     image_shape: tuple[int, int, int] = Field(examples=[[1, 28, 28]], description="(channels, height, width)")
     variant: Literal["dgmw", "dgma"] = "dgmw"
     preset: Literal["tiny", "small", "paper"] = "small"
     hyperparameters: dict[str, Any] = Field(default_factory=dict, examples=[{"epochs": 3}])
+    auto_activate: Literal["gate", "always", "never"] = Field(default="gate", description=AUTO_ACTIVATE)
+    gate_max_drop: float = Field(default=0.05, ge=0, le=1, description=GATE_MAX_DROP)
+    gate_min_fidelity: float = Field(default=0.8, ge=0, le=1, description=GATE_MIN_FIDELITY)
+
+
+class LearnerUpdate(BaseModel):
+    """PATCH /v1/learners/{name}: the activation policy and the gate's thresholds; omitted fields stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auto_activate: Literal["gate", "always", "never"] | None = Field(default=None, description=AUTO_ACTIVATE)
+    gate_max_drop: float | None = Field(default=None, ge=0, le=1, description=GATE_MAX_DROP)
+    gate_min_fidelity: float | None = Field(default=None, ge=0, le=1, description=GATE_MIN_FIDELITY)
 
 
 class RolloutCreate(BaseModel):
@@ -49,6 +71,10 @@ class LearnerRead(ORMRead):
     classes: list[str] = []
     active_version: int | None = None
     status: str = "empty"  # empty (nothing learned), training, ready
+    auto_activate: str = "gate"
+    gate_max_drop: float = 0.05
+    gate_min_fidelity: float = 0.8
+    held_versions: list[int] = []  # versions the gate (or the policy never) kept from activation
     rollout: RolloutRead | None = None  # a candidate version beside the active one (service/rollout.py)
     created_at: datetime
 
@@ -67,6 +93,11 @@ class TaskRead(ORMRead):
     n_train: int
     n_holdout: int
     source: str
+    kind: str = Field(
+        default="learn",
+        description="learn: an upload of new classes; forget: a request to remove the class in `classes` "
+        "(DELETE /v1/learners/{name}/classes/{label})",
+    )
     training_data_kept: bool = False
     job_id: int | None = None
     created_at: datetime
@@ -85,6 +116,12 @@ class JobRead(ORMRead):
         default_factory=list,
         description="set when the job succeeds: one warning per class of its task whose memory fidelity "
         f"is below {WARN_BELOW}",
+    )
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description='set when the job succeeds: {"gate": {"policy", "decision" (activated, held or '
+        'not_activated), "gated", "reasons", "note"}} (core/gate.py); a forget task\'s job: {"removed": '
+        '{"label", "learned_by_task", "heads_removed", "task_released", "mask_units_released"}}',
     )
     cancel_requested: bool
     state_detail: str | None = Field(
@@ -135,6 +172,22 @@ class VersionRead(ORMRead):
         "a one-class task (not measurable); null as a whole for versions published before it was kept",
     )
     active: bool
+    status: str = Field(
+        default="published",
+        description="published; held: the regression gate (or the policy never) kept it from activation, "
+        "hold_reasons says why, an admin may still activate it; purged: its files were deleted because it "
+        "held a forgotten class (POST /v1/learners/{name}/classes/{label}/purge), predicting with it "
+        "answers 410",
+    )
+    removed_classes: list[str] | None = Field(
+        default=None, description="set on the version a forget task made: the classes it no longer has"
+    )
+    purged_at: datetime | None = None
+    hold_reasons: list[dict[str, Any]] | None = Field(
+        default=None,
+        description='why it was held: {"task": ordinal, "before": accuracy, "after": accuracy}, '
+        '{"class": name, "fidelity": value} or {"policy": "never"}; kept after an admin activates it',
+    )
     created_at: datetime
 
 

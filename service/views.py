@@ -69,6 +69,13 @@ def learner_read(session: Session, learner: Learner) -> LearnerRead:
     out.classes = list(active.classes) if active else []
     out.active_version = active.number if active else None
     out.status = status or ("ready" if active else "empty")
+    out.held_versions = list(
+        session.scalars(
+            select(ModelVersion.number)
+            .where(ModelVersion.learner_id == learner.id, ModelVersion.status == "held")
+            .order_by(ModelVersion.number)
+        )
+    )
     out.rollout = rollout_read(session, learner)
     return out
 

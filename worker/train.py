@@ -4,9 +4,12 @@ Order of a job (the DB is the truth, the broker message only names the job):
 1. claim: only the oldest unfinished task of its learner may run; a conditional UPDATE takes a lease,
    so a duplicate delivery or a second worker does nothing. Not its turn: re-enqueue with a countdown.
 2. train outside any transaction, from the learner's ACTIVE version (so after a rollback new tasks
-   continue from the version that serves); progress and cancel checks are short transactions.
+   continue from the version that serves), or from the newest version when the regression gate held
+   it after the active one (core/gate.py: held work is not lost); progress and cancel checks are short
+   transactions.
 3. publish: checkpoint and classifier written atomically and their sha256 verified, then ONE
-   transaction (guarded by the lease) inserts the version and its evaluations and activates it.
+   transaction (guarded by the lease) inserts the version and its evaluations, and activates it unless
+   the learner's activation policy (the regression gate) holds it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from celery import Celery
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import gate
 from core.datasets import load_arrays
 from core.db import session_scope
 from core.errors import ArtifactCorrupt, ArtifactWriteFailed
@@ -34,6 +38,7 @@ from core.queue import enqueue_train
 from core.settings import Settings
 from core.storage import ArtifactStore
 from core.sweeper import waiting_countdown
+from worker import gating
 from worker.progress import JobReporter
 
 log = logging.getLogger(__name__)
@@ -181,7 +186,7 @@ def read_plan(s: Session, job_id: int) -> Plan:
     assert job is not None
     task, learner = job.task, s.get(Learner, job.learner_id)
     assert learner is not None and task.data_uri is not None
-    parent = s.get(ModelVersion, learner.active_version_id) if learner.active_version_id else None
+    parent = gating.parent_version(s, learner)  # the active version, or held work after it
     holdouts = s.execute(
         select(Task.id, Task.holdout_uri).where(Task.learner_id == learner.id, Task.holdout_uri.is_not(None))
     ).all()
@@ -207,7 +212,12 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     from dgm import LearnerConfig
 
     with session_scope(settings) as s:
-        plan = read_plan(s, job_id)
+        kind = s.scalar(select(Task.kind).join(Job, Job.task_id == Task.id).where(Job.id == job_id))
+        plan = read_plan(s, job_id) if kind != "forget" else None
+    if plan is None:  # a forget task (issue 11): same claim, lease and ordering, its own work
+        from worker.forget import forget_and_publish
+
+        return forget_and_publish(settings, job_id, token, reporter)
     store = ArtifactStore(settings.artifacts)
     x, labels = load_arrays(store.path(plan.data_uri))
     parent = "a new network" if plan.parent is None else f"version id {plan.parent['id']}"
@@ -317,17 +327,27 @@ def publish(
     files: dict[str, Any],
     classes: list[str],
 ) -> int:
-    """One transaction: version, evaluations, classes, activation, job state and warnings, task state.
+    """One transaction: version, evaluations, classes, the gate's verdict and activation, job state,
+    warnings and result, task state. A version the gate holds is stored with status "held" and its
+    reasons, and the active version keeps serving.
 
     Returns the version's number.
     """
     now, facts = utcnow(), report.as_dict()
     with session_scope(settings) as s:
+        verdict = gating.verdict(s, plan.learner_id, plan.task_id, accuracy, facts.get("fidelity"))
+        live = verdict["decision"] == "activated"
         mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
         done = s.execute(
             update(Job)
             .where(mine)
-            .values(state="succeeded", finished_at=now, lease_until=None, warnings=job_warnings(facts))
+            .values(
+                state="succeeded",
+                finished_at=now,
+                lease_until=None,
+                warnings=job_warnings(facts),
+                result={"gate": verdict},
+            )
         )
         if done.rowcount != 1:
             raise LeaseLost(f"job {job_id} is no longer leased to this worker")
@@ -355,7 +375,10 @@ def publish(
             report=facts,
             fidelity=facts.get("fidelity"),
             train_seconds=report.seconds,
-            active=True,
+            active=live,
+            status="published" if live else "held",
+            hold_reasons=gate.hold_reasons(verdict),
+            activated_at=now if live else None,
         )
         s.add(version)
         s.flush()
@@ -367,9 +390,12 @@ def publish(
                     learner_id=plan.learner_id, task_id=plan.task_id, index=classes.index(name), name=name
                 )
             )
-        others = (ModelVersion.learner_id == plan.learner_id) & (ModelVersion.id != version.id)
-        s.execute(update(ModelVersion).where(others).values(active=False))
-        s.execute(update(Learner).where(Learner.id == plan.learner_id).values(active_version_id=version.id))
+        if live:  # held: the active version keeps serving (core/gate.py)
+            others = (ModelVersion.learner_id == plan.learner_id) & (ModelVersion.id != version.id)
+            s.execute(update(ModelVersion).where(others).values(active=False))
+            s.execute(
+                update(Learner).where(Learner.id == plan.learner_id).values(active_version_id=version.id)
+            )
         task_values: dict[str, Any] = {"state": "trained"}
         if not settings.keep_training_data:
             task_values["data_uri"] = None

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from core.errors import Forbidden, InvalidParameter, LearnerExists
 from core.keys import Principal
 from core.orm import Learner
-from core.schemas import HistoryRead, LearnerCreate, LearnerRead
-from service.deps import AnyKey, Caller, SessionDep, TrainKey
+from core.schemas import HistoryRead, LearnerCreate, LearnerRead, LearnerUpdate
+from service.deps import AdminKey, AnyKey, Caller, SessionDep, TrainKey
 from service.views import get_learner, history, learner_read
 
 router = APIRouter(prefix="/v1/learners", tags=["learners"])
@@ -54,6 +54,9 @@ def create_learner(
         variant=body.variant,
         preset=body.preset,
         config=config,
+        auto_activate=body.auto_activate,
+        gate_max_drop=body.gate_max_drop,
+        gate_min_fidelity=body.gate_min_fidelity,
     )
     session.add(learner)
     try:
@@ -84,6 +87,22 @@ def reachable(session: Session, who: Principal) -> list[Learner]:
 @router.get("/{name}", response_model=LearnerRead, dependencies=[AnyKey])
 def read_learner(name: str, session: SessionDep) -> LearnerRead:
     return learner_read(session, get_learner(session, name))
+
+
+@router.patch("/{name}", response_model=LearnerRead, dependencies=[AdminKey])
+def update_learner(name: str, body: LearnerUpdate, session: SessionDep) -> LearnerRead:
+    """Change the activation policy or the regression gate's thresholds; they apply from the next job."""
+    learner = get_learner(session, name)
+    given = body.model_dump(exclude_unset=True)
+    if not given:
+        raise InvalidParameter(f"nothing to change: send any of {sorted(LearnerUpdate.model_fields)}")
+    nulls = sorted(k for k, v in given.items() if v is None)
+    if nulls:
+        raise InvalidParameter(f"{nulls} cannot be null; leave a field out to keep its value")
+    for field, value in given.items():
+        setattr(learner, field, value)
+    session.commit()
+    return learner_read(session, learner)
 
 
 @router.get("/{name}/history", response_model=HistoryRead, dependencies=[AnyKey])

@@ -15,8 +15,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.errors import ArtifactCorrupt
-from core.orm import Learner, ModelVersion
+from core.orm import Learner, ModelVersion, utcnow
 from core.schemas import VersionRead
+from service.classifiers import refuse_purged
 from service.deps import AdminKey, AnyKey, SessionDep
 from service.views import get_learner, get_version, versions_read
 
@@ -43,6 +44,12 @@ class GridCache:
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
 
+    def evict(self, keys: list[int]) -> None:
+        """Drop these versions' grids (purged, or their learner deleted: SQLite may reuse the ids)."""
+        with self.lock:
+            for key in keys:
+                self.items.pop(key, None)
+
 
 @router.get("/{name}/versions", response_model=list[VersionRead], dependencies=[AnyKey])
 def list_versions(name: str, session: SessionDep) -> list[VersionRead]:
@@ -51,7 +58,10 @@ def list_versions(name: str, session: SessionDep) -> list[VersionRead]:
 
 @router.post("/{name}/versions/{number}/activate", response_model=VersionRead, dependencies=[AdminKey])
 def activate_version(name: str, number: int, session: SessionDep) -> VersionRead:
-    """Serve version `number` from now on; the learner's next task also trains from it."""
+    """Serve version `number` from now on; the learner's next task also trains from it.
+
+    A held version (the regression gate kept it back) may be activated: it becomes published.
+    """
     learner = get_learner(session, name)
     activate(session, learner, get_version(session, learner, number))
     session.commit()
@@ -61,8 +71,13 @@ def activate_version(name: str, number: int, session: SessionDep) -> VersionRead
 def activate(session: Session, learner: Learner, version: ModelVersion) -> None:
     """Make `version` the one that serves (the caller commits). A rollout whose candidate this is ends:
     the candidate is now simply the active version (POST .../rollout/promote comes here too)."""
+    refuse_purged(version)  # 410: its files are gone
     session.execute(update(ModelVersion).where(ModelVersion.learner_id == learner.id).values(active=False))
-    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(active=True))
+    # a held version an admin activates is published; its hold_reasons stay, for the history
+    live = {"active": True, "activated_at": utcnow()} | (
+        {"status": "published"} if version.status == "held" else {}
+    )
+    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(**live))
     values: dict[str, Any] = {"active_version_id": version.id}
     if learner.candidate_version_id == version.id:
         values |= {"candidate_version_id": None, "rollout": None, "canary_percent": None}
@@ -83,6 +98,7 @@ async def version_samples(name: str, number: int, request: Request) -> Response:
 def _samples_png(request: Request, name: str, number: int) -> bytes:
     with request.app.state.sessions() as s:
         version = get_version(s, get_learner(s, name), number)
+        refuse_purged(version)
         vid, uri, sha = version.id, version.checkpoint_uri, version.checkpoint_sha256
     grids: GridCache = request.app.state.sample_grids
     if (cached := grids.get(vid)) is not None:

@@ -46,6 +46,7 @@ def upgrade() -> None:
             sa.Column("status", sa.String(length=16), server_default="published", nullable=False)
         )
         batch_op.add_column(sa.Column("hold_reasons", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("removed_classes", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True))
 
@@ -54,6 +55,7 @@ def downgrade() -> None:
     with op.batch_alter_table("model_versions", schema=None) as batch_op:
         batch_op.drop_column("purged_at")
         batch_op.drop_column("removed_classes")
+        batch_op.drop_column("activated_at")
         batch_op.drop_column("hold_reasons")
         batch_op.drop_column("status")
     with op.batch_alter_table("jobs", schema=None) as batch_op:

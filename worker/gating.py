@@ -1,0 +1,76 @@
+"""The regression gate's database side for the training job: what to train from, and the verdict.
+
+The decisions themselves are pure functions in core/gate.py; this module reads their inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import gate
+from core.orm import Evaluation, Learner, ModelVersion, Task
+
+
+def parent_version(s: Session, learner: Learner) -> ModelVersion | None:
+    """The version a new task trains from: the active one, or the newest held one after it (core/gate.py)."""
+    rows = s.execute(
+        select(
+            ModelVersion.id,
+            ModelVersion.number,
+            ModelVersion.parent_id,
+            ModelVersion.status,
+            ModelVersion.created_at,
+        ).where(ModelVersion.learner_id == learner.id)
+    ).all()
+    active = s.get(ModelVersion, learner.active_version_id) if learner.active_version_id else None
+    since = active.activated_at if active is not None else None
+    vid = gate.train_from([gate.VersionRow(*r) for r in rows], learner.active_version_id, since)
+    return s.get(ModelVersion, vid) if vid is not None else None
+
+
+def verdict(
+    s: Session,
+    learner_id: int,
+    task_id: int,
+    accuracy: dict[int, tuple[float, int]],
+    fidelity: dict[str, float | None] | None,
+) -> dict[str, Any]:
+    """Gate the new version (its accuracy per task id, its fidelity) against the learner's active version.
+
+    Read inside the publish transaction, so it compares with what serves at that moment (an admin may
+    have activated another version while the job trained).
+    """
+    learner = s.get(Learner, learner_id)
+    assert learner is not None
+    tasks = s.execute(
+        select(Task.id, Task.ordinal, Task.kind, Task.state, Task.n_holdout).where(
+            Task.learner_id == learner_id
+        )
+    ).all()
+    ordinal = {t.id: t.ordinal for t in tasks}
+    this = next(t for t in tasks if t.id == task_id)
+    active = s.get(ModelVersion, learner.active_version_id) if learner.active_version_id else None
+    before = None
+    if active is not None:
+        rows = s.execute(
+            select(Evaluation.task_id, Evaluation.accuracy).where(Evaluation.version_id == active.id)
+        ).all()
+        before = {ordinal[tid]: acc for tid, acc in rows if tid != task_id}
+    no_holdout = [
+        t.ordinal
+        for t in tasks
+        if t.kind == "learn" and t.state == "trained" and not t.n_holdout and t.ordinal < this.ordinal
+    ]
+    evidence = gate.Evidence(
+        before=before,
+        after={ordinal[tid]: acc for tid, (acc, _) in accuracy.items() if tid != task_id},
+        fidelity_before=(active.fidelity or {}) if active is not None else {},
+        fidelity_after=fidelity or {},
+        no_holdout=no_holdout,
+        this_task=this.ordinal,
+        this_task_holdout=bool(this.n_holdout) or this.kind != "learn",
+    )
+    return gate.decide(learner.auto_activate, evidence, learner.gate_max_drop, learner.gate_min_fidelity)
