@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=cmd_migrate)
 
     add_learner_commands(sub)
+    add_forget_commands(sub)
     add_task_commands(sub)
     add_job_commands(sub)
     add_version_commands(sub)
@@ -95,11 +96,48 @@ def add_learner_commands(sub: Any) -> None:
     s.add_argument("--variant", default="dgmw", choices=["dgmw", "dgma"])
     s.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="hyper-parameter override")
+    add_gate_options(s)
     _client(s, run=cmd_learners_create)
     _client(learners.add_parser("list", help="list learners"), run=cmd_learners_list)
+    s = learners.add_parser("update", help="change the activation policy or the regression gate's thresholds")
+    s.add_argument("name")
+    add_gate_options(s)
+    _client(s, run=cmd_learners_update)
     s = learners.add_parser("show", help="one learner: classes, active version, status, configuration")
     s.add_argument("name")
     _client(s, run=cmd_learners_show)
+    s = learners.add_parser("delete", help="delete a learner: every row and file (admin)")
+    s.add_argument("name")
+    s.add_argument("--force", action="store_true", help="even while one of its jobs runs")
+    _client(s, run=cmd_learners_delete)
+
+
+def add_forget_commands(sub: Any) -> None:
+    s = sub.add_parser("forget", help="train a new version without a class (admin)")
+    s.add_argument("learner")
+    s.add_argument("label")
+    s.add_argument("--wait", action="store_true", help="follow the job with a progress bar to its end")
+    _client(s, run=cmd_forget)
+    s = sub.add_parser("purge", help="delete the files of every version that still holds a class (admin)")
+    s.add_argument("learner")
+    s.add_argument("label")
+    _client(s, run=cmd_purge)
+
+
+def add_gate_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--auto-activate",
+        choices=["gate", "always", "never"],
+        help="a new version: activate it if the regression gate passes (default), always, or never",
+    )
+    s.add_argument("--gate-max-drop", type=float, help="largest accuracy drop on an earlier task (0.05)")
+    s.add_argument("--gate-min-fidelity", type=float, help="lowest memory fidelity of a class (0.8)")
+
+
+def gate_options(args: argparse.Namespace) -> dict[str, Any]:
+    given = {"auto_activate": args.auto_activate, "gate_max_drop": args.gate_max_drop}
+    given["gate_min_fidelity"] = args.gate_min_fidelity
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def add_task_commands(sub: Any) -> None:
@@ -196,13 +234,29 @@ def add_key_commands(sub: Any) -> None:
     s = keys.add_parser("create", help="create a key (printed once)")
     s.add_argument("name")
     s.add_argument("--scopes", default="predict", help="comma-separated: predict,train,admin")
+    s.add_argument(
+        "--learners", help="comma-separated learner names or name prefixes ending in '*' (default: all)"
+    )
     s.add_argument("--local", action="store_true", help="write to the configured database directly")
     _client(s, run=cmd_keys_create)
-    _client(keys.add_parser("list", help="list keys (id, name, prefix, scopes, revoked)"), run=cmd_keys_list)
-    s = keys.add_parser("revoke", help="revoke a key by id")
+    s = keys.add_parser("list", help="list keys (id, name, prefix, scopes, learners, revoked)")
+    _client(s, run=cmd_keys_list)
+    s = keys.add_parser("revoke", help="revoke a key by id (its dashboard sessions end too)")
     s.add_argument("id", type=int)
     s.add_argument("--local", action="store_true", help="write to the configured database directly")
     _client(s, run=cmd_keys_revoke)
+    add_session_commands(sub)
+
+
+def add_session_commands(sub: Any) -> None:
+    sessions = sub.add_parser("sessions", help="list or end dashboard sessions (admin)")
+    commands = sessions.add_subparsers(title="session commands")
+    _client(
+        commands.add_parser("list", help="dashboard sign-ins: id, key, expiry, active"), run=cmd_sessions_list
+    )
+    s = commands.add_parser("revoke", help="end a dashboard session by id")
+    s.add_argument("id", type=int)
+    _client(s, run=cmd_sessions_revoke)
 
 
 # ----- server side ---------------------------------------------------------------------------
@@ -368,9 +422,8 @@ def cmd_learners_create(args: argparse.Namespace) -> int:
         raise ClientError(f"--set takes KEY=VALUE; got {bad}", EXIT_USAGE)
     overrides = {k: _parse_value(v) for k, _, v in (kv.partition("=") for kv in args.set)}
     body = {"name": args.name, "image_shape": _shape(args.shape), "variant": args.variant}
-    out = request(
-        args, "POST", "/v1/learners", json={**body, "preset": args.preset, "hyperparameters": overrides}
-    )
+    body |= {"preset": args.preset, "hyperparameters": overrides} | gate_options(args)
+    out = request(args, "POST", "/v1/learners", json=body)
     if args.json:
         return _dump(out)
     print(
@@ -378,6 +431,25 @@ def cmd_learners_create(args: argparse.Namespace) -> int:
         f"shape {out['image_shape']})"
     )
     return 0
+
+
+def cmd_learners_update(args: argparse.Namespace) -> int:
+    changes = gate_options(args)
+    if not changes:
+        raise ClientError("give --auto-activate, --gate-max-drop or --gate-min-fidelity", EXIT_USAGE)
+    out = request(args, "PATCH", f"/v1/learners/{args.name}", json=changes)
+    if args.json:
+        return _dump(out)
+    print(f"learner {out['name']}: {gate_line(out)}")
+    return 0
+
+
+def gate_line(learner: dict) -> str:
+    line = f"activation {learner['auto_activate']}"
+    if learner["auto_activate"] == "gate":
+        line += f" (max drop {learner['gate_max_drop']}, min fidelity {learner['gate_min_fidelity']})"
+    held = learner.get("held_versions") or []
+    return line + (f"; held versions: {', '.join(map(str, held))}" if held else "")
 
 
 def cmd_learners_list(args: argparse.Namespace) -> int:
@@ -402,11 +474,56 @@ def cmd_learners_show(args: argparse.Namespace) -> int:
     print(f"learner {r['name']}: {r['variant']}, preset {r['preset']}, images {shape}, status {r['status']}")
     print(f"active version: {r['active_version'] or 'none'}")
     print(rollout_line(r))
+    print(gate_line(r))
     print(f"classes ({len(r['classes'])}): {', '.join(r['classes']) or '-'}")
     print(
         "config: " + ", ".join(f"{k}={v}" for k, v in sorted(r["config"].items()) if not isinstance(v, dict))
     )
     return 0
+
+
+def _label_path(label: str) -> str:
+    from urllib.parse import quote
+
+    return quote(label, safe="")
+
+
+def cmd_learners_delete(args: argparse.Namespace) -> int:
+    params = {"force": "true"} if args.force else {}
+    out = request(args, "DELETE", f"/v1/learners/{args.name}", params=params)
+    if args.json:
+        return _dump(out)
+    counts = ", ".join(f"{n} {table}" for table, n in out["deleted"].items() if n)
+    print(f"learner {out['learner']} deleted: {counts}; its files are gone")
+    return EXIT_OK
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    out = request(args, "DELETE", f"/v1/learners/{args.learner}/classes/{_label_path(args.label)}")
+    task, job = out["task"], out["job"]
+    if not args.json:
+        print(f"task #{task['ordinal']} accepted: forget {args.label!r}; job {job['id']}")
+    if not args.wait:
+        return _dump(out) if args.json else EXIT_OK
+    job = follow_job(args, job["id"])
+    removed = (job.get("result") or {}).get("removed")
+    if removed and not args.json:
+        released = sum((removed.get("mask_units_released") or {}).values())
+        print(
+            f"removed {removed['label']!r} (learned by task #{removed['learned_by_task']}): "
+            f"{removed['heads_removed']} generator head(s), {released} mask units released"
+        )
+    return _finished(args, job)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    out = request(args, "POST", f"/v1/learners/{args.learner}/classes/{_label_path(args.label)}/purge")
+    if args.json:
+        return _dump(out)
+    purged = ", ".join(map(str, out["purged"])) or "none"
+    before = ", ".join(map(str, out["already_purged"]))
+    print(f"purged versions holding {args.label!r}: {purged}" + (f" (already: {before})" if before else ""))
+    return EXIT_OK
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -435,10 +552,21 @@ def _finished(args: argparse.Namespace, job: dict) -> int:
         print(line)
     for warning in job.get("warnings") or []:  # stderr: what scripts parse on stdout stays the same
         print(f"warning: {warning}", file=sys.stderr)
+    if (job.get("result") or {}).get("gate"):
+        print(gate_verdict(job["result"]["gate"]), file=sys.stderr)
     if job["state"] != "succeeded":
         print(f"error: {line}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def gate_verdict(verdict: dict) -> str:
+    """The regression gate's decision on a job's version, one line per reason (core/gate.py)."""
+    from core.gate import describe_reason
+
+    text = f"regression gate ({verdict['policy']}): {verdict['decision']}"
+    text += "".join(f"\n  held: {describe_reason(r)}" for r in verdict.get("reasons") or [])
+    return text + (f"\n  note: {verdict['note']}" if verdict.get("note") else "")
 
 
 def follow_job(args: argparse.Namespace, job_id: int, poll: float = 1.0) -> dict:
@@ -520,15 +648,28 @@ def cmd_versions_list(args: argparse.Namespace) -> int:
     if args.json:
         return _dump(rows)
     head = f"{'version':>7} {'task':>4} {'from':>4} {'classes':>7} {'params':>9} {'added':>5} {'secs':>6}"
-    print(head + "  sha256")
+    print(head + f"  {'status':9}  sha256")
     for v in rows:
         mark = "*" if v["active"] else " "
         print(
             f"{v['number']:>6}{mark} {v['task_ordinal'] or '-':>4} {v['trained_from'] or '-':>4} "
             f"{len(v['classes']):>7} {v['parameters']:>9} {sum(v['units_added'].values()):>5} "
-            f"{v['train_seconds']:>6.1f}  {v['checkpoint_sha256'][:16]}"
+            f"{v['train_seconds']:>6.1f}  {v.get('status', 'published'):9}  {v['checkpoint_sha256'][:16]}"
         )
+    print_holds(rows)
     return 0
+
+
+def print_holds(versions: list[dict]) -> None:
+    """Why each version was held by the regression gate (also after an admin activated it)."""
+    from core.gate import describe_reason
+
+    for v in versions:
+        if v.get("hold_reasons"):
+            now = "held" if v.get("status") == "held" else f"was held, now {v.get('status')}"
+            print(f"\nversion {v['number']} {now}:")
+            for r in v["hold_reasons"]:
+                print(f"  {describe_reason(r)}")
 
 
 def cmd_versions_activate(args: argparse.Namespace) -> int:
@@ -622,6 +763,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         return _dump(h)
     print(f"learner {h['learner']['name']}: active version {h['learner']['active_version']}")
+    print(gate_line(h["learner"]))
     print(f"{'task':>4} {'state':10} {'classes':30} {'train':>6} {'holdout':>7}")
     for t in h["tasks"]:
         print(
@@ -636,12 +778,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     )
     for v, row in zip(h["versions"], m["rows"], strict=True):
         accs = " ".join("  -   " if a is None else f"{a:.3f} " for a in row["accuracy"])
-        mark = "*" if v["active"] else " "
+        mark = "*" if v["active"] else "h" if v.get("status") == "held" else " "
         added = sum(v["units_added"].values())
         measured = [f for f in (v.get("fidelity") or {}).values() if f is not None]
         low = f"{min(measured):.3f}" if measured else "-"
         secs = v["train_seconds"]
         print(f"{v['number']:>6}{mark} {v['parameters']:>8} {added:>8} {secs:>6.1f} {low:>7}  {accs}")
+    print_holds(h["versions"])
     print_fidelity(h)
     return 0
 
@@ -663,19 +806,28 @@ def print_fidelity(h: dict) -> None:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    learners = None if args.learners is None else [n.strip() for n in args.learners.split(",") if n.strip()]
     if args.local:
         from core.db import session_scope
+        from core.errors import AppError
         from core.keys import create_key
         from core.settings import get_settings
 
         with session_scope(get_settings()) as s:
-            row, key = create_key(s, args.name, scopes)
-            out = {"id": row.id, "name": row.name, "scopes": list(row.scopes), "key": key}
+            try:
+                row, key = create_key(s, args.name, scopes, learners)
+            except AppError as exc:
+                raise ClientError(exc.detail, EXIT_REFUSED) from exc
+            out = {"id": row.id, "name": row.name, "scopes": list(row.scopes), "learners": row.learners}
+            out["key"] = key
     else:
-        out = request(args, "POST", "/v1/keys", json={"name": args.name, "scopes": scopes})
+        body = {"name": args.name, "scopes": scopes, "learners": learners}
+        out = request(args, "POST", "/v1/keys", json=body)
     if args.json:
         return _dump(out)
-    print(f"key {out['id']} ({','.join(out['scopes'])}): {out['key']}\nstore it now; it is not shown again")
+    reach = "every learner" if out.get("learners") is None else ",".join(out["learners"])
+    print(f"key {out['id']} ({','.join(out['scopes'])}; {reach}): {out['key']}")
+    print("store it now; it is not shown again")
     return 0
 
 
@@ -683,12 +835,34 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     rows = request(args, "GET", "/v1/keys")
     if args.json:
         return _dump(rows)
-    print(f"{'id':>4} {'name':24} {'prefix':14} {'scopes':22} {'revoked':7}  created")
+    print(f"{'id':>4} {'name':24} {'prefix':14} {'scopes':22} {'learners':20} {'revoked':7}  created")
     for k in rows:
+        reach = "*" if k.get("learners") is None else ",".join(k["learners"])
         print(
-            f"{k['id']:>4} {k['name'][:24]:24} {k['prefix']:14} {','.join(k['scopes']):22} "
+            f"{k['id']:>4} {k['name'][:24]:24} {k['prefix']:14} {','.join(k['scopes']):22} {reach[:20]:20} "
             f"{'yes' if k['revoked'] else 'no':7}  {k['created_at'][:19]}"
         )
+    return 0
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> int:
+    rows = request(args, "GET", "/v1/sessions")
+    if args.json:
+        return _dump(rows)
+    print(f"{'id':>4} {'key':>4} {'key name':24} {'active':6}  {'created':19}  expires")
+    for r in rows:
+        print(
+            f"{r['id']:>4} {r['key_id']:>4} {r['key_name'][:24]:24} {'yes' if r['active'] else 'no':6}  "
+            f"{r['created_at'][:19]:19}  {r['expires_at'][:19]}"
+        )
+    return 0
+
+
+def cmd_sessions_revoke(args: argparse.Namespace) -> int:
+    out = request(args, "DELETE", f"/v1/sessions/{args.id}")
+    if args.json:
+        return _dump(out)
+    print(f"dashboard session {args.id} ended")
     return 0
 
 

@@ -22,8 +22,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.gate import held_by
 from core.liveness import workers
-from core.orm import Job, Learner
+from core.orm import Job, Learner, ModelVersion
 from service.deps import EveryLearnerAdminKey
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class DatabaseCollector(Collector):
             with self.state.sessions() as s:
                 counts = dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
                 last = last_jobs(s)
+                held = held_versions(s)
                 alive = workers(s, self.state.settings, self.state.settings.queue).alive
         except Exception as exc:  # noqa: BLE001 - a scrape reports the outage instead of failing
             log.warning("metrics: cannot read the database: %s", exc)
@@ -184,6 +186,7 @@ class DatabaseCollector(Collector):
             alive,
         )
         yield from self._step_time(last)
+        yield held_metric(held)
         depth = self._broker_depth()
         if depth is not None:
             yield GaugeMetricFamily(
@@ -226,6 +229,37 @@ class DatabaseCollector(Collector):
         except Exception as exc:  # noqa: BLE001 - best effort; the database figure stays
             log.warning("metrics: cannot read the Redis queue length: %s", exc)
             return None
+
+
+def held_versions(s: Any) -> dict[tuple[str, str], int]:
+    """(learner name, held by "gate" or "policy") -> versions published as held (core/gate.py).
+
+    A version keeps its hold_reasons after an admin activates it, so the count never goes down.
+    """
+    rows = s.execute(
+        select(Learner.name, ModelVersion.hold_reasons).join(
+            ModelVersion, ModelVersion.learner_id == Learner.id
+        )
+    ).all()
+    out: dict[tuple[str, str], int] = {}
+    for name, reasons in rows:
+        if not reasons:  # SQL NULL, or JSON null: the JSON type stores Python None as 'null'
+            continue
+        key = (name, held_by(reasons))
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def held_metric(held: dict[tuple[str, str], int]) -> Metric:
+    family = CounterMetricFamily(
+        "dgm_versions_held",
+        "versions published without activation, by learner and by what held them: the regression gate "
+        "(gate) or the learner's policy never (policy); an admin may activate them later",
+        labels=["learner", "by"],
+    )
+    for (name, by), n in sorted(held.items()):
+        family.add_metric([name, by], n)
+    return family
 
 
 def last_jobs(s: Any) -> list[tuple[str, dict[str, Any]]]:

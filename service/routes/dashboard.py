@@ -37,6 +37,7 @@ from fastapi.templating import Jinja2Templates
 
 from core.errors import Forbidden, Unauthorized, UnknownJob
 from core.fidelity import WARN_BELOW, describe
+from core.gate import describe_reason
 from core.keys import Principal, authenticate, end_session, session_principal, start_session
 from core.liveness import state_detail
 from core.orm import Job
@@ -203,6 +204,7 @@ def page_context(h: dict[str, Any]) -> dict[str, Any]:
         "tasks": [_task_row(t, jobs.get(t.job_id), versions) for t in h["tasks"]],
         "versions": versions,
         "fidelity": {v.number: _fidelity_rows(v, one_class) for v in versions},
+        "hold_reasons": {v.number: [describe_reason(r) for r in v.hold_reasons or []] for v in versions},
         "warn_below": WARN_BELOW,
         "matrix_tasks": [{"ordinal": o, "classes": classes.get(o, [])} for o in matrix["tasks"]],
         "matrix_rows": [

@@ -64,9 +64,8 @@ def task_file(folder: Path, name: str, classes: list[int]) -> Path:
 
 def test_cli_full_flow(server: str, tmp_path: Path):
     name = f"cli-{uuid.uuid4().hex[:6]}"
-    out = ok(
-        dgm(server, "learners", "create", name, "--shape", "1,8,8", "--preset", "tiny", "--set", "epochs=1")
-    )
+    create = ["learners", "create", name, "--shape", "1,8,8", "--preset", "tiny", "--set", "epochs=1"]
+    out = ok(dgm(server, *create, "--auto-activate", "always"))  # not about the gate: every version serves
     assert f"created learner {name}" in out
     shown = json.loads(ok(dgm(server, "learners", "show", name, "--json")))
     assert shown["config"]["epochs"] == 1 and shown["status"] == "empty"
