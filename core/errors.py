@@ -80,6 +80,16 @@ class RolloutConflict(Conflict):
     """A rollout that cannot start, be promoted or be aborted as asked (service/routes/rollout.py)."""
 
 
+class Gone(AppError):
+    """The resource existed and was deliberately removed (a purged model version)."""
+
+    status_code = 410
+
+
+class VersionPurged(Gone):
+    pass
+
+
 class NotReady(AppError):
     """The learner has no model version yet, or its artifact cannot be served."""
 

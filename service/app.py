@@ -23,6 +23,7 @@ from service.limits import BodyLimit, RateLimiter
 from service.metrics import Metrics, MetricsMiddleware, metrics_router
 from service.rollout import CanarySplit
 from service.routes import dashboard, health, jobs, keys, learners, plots, predict, rollout, tasks, versions
+from service.routes.forget import router as forget_router
 from service.routes.v2 import router as v2_router
 from service.routes.versions import GridCache
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, learners, tasks, jobs, versions, rollout, predict, keys, plots, dashboard):
         app.include_router(module.router)
     app.include_router(keys.sessions_router)
+    app.include_router(forget_router)  # issue 11: forget a class, purge, delete a learner
     app.include_router(v2_router)
     app.include_router(metrics_router(settings.metrics_public))
     return app

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import Request
 
-from core.errors import ArtifactCorrupt
+from core.errors import ArtifactCorrupt, VersionPurged
 from core.orm import Learner, ModelVersion
 from core.storage import ArtifactStore
 from service.views import get_version
@@ -43,6 +43,16 @@ def served(request: Request, learner: Learner, number: int | None) -> tuple[Mode
     return version, request.app.state.classifiers.get(version)
 
 
+def refuse_purged(version: ModelVersion) -> None:
+    """410 for a version whose files were purged (it held a forgotten class): it never serves again."""
+    if version.status == "purged":
+        when = f" on {version.purged_at:%Y-%m-%d %H:%M} UTC" if version.purged_at else ""
+        raise VersionPurged(
+            f"version {version.number} was purged{when}: it held a class that was since forgotten, and its "
+            "files are deleted; use the active version or another published one"
+        )
+
+
 class ClassifierCache:
     def __init__(self, store: ArtifactStore, size: int, device: str = "cpu") -> None:
         self.store, self.size, self.device = store, size, device
@@ -53,6 +63,7 @@ class ClassifierCache:
         self.load_failures = 0  # damaged or missing classifier files met
 
     def get(self, version: ModelVersion) -> Any:
+        refuse_purged(version)
         clf = self._cached(version.id)
         if clf is not None:
             return clf
@@ -114,6 +125,12 @@ class ClassifierCache:
             self.load_failures += 1
         log.error("learner id %s: %s", version.learner_id, detail)
         return ArtifactCorrupt(detail)
+
+    def evict(self, version_ids: list[int]) -> None:
+        """Drop these versions' classifiers (purged, or their learner deleted)."""
+        with self._lock:
+            for vid in version_ids:
+                self._items.pop(vid, None)
 
     def __len__(self) -> int:
         return len(self._items)
