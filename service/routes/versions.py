@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from core.errors import ArtifactCorrupt
 from core.orm import Learner, ModelVersion, utcnow
 from core.schemas import VersionRead
+from service.classifiers import refuse_purged
 from service.deps import AdminKey, AnyKey, SessionDep
 from service.views import get_learner, get_version, versions_read
 
@@ -70,6 +71,7 @@ def activate_version(name: str, number: int, session: SessionDep) -> VersionRead
 def activate(session: Session, learner: Learner, version: ModelVersion) -> None:
     """Make `version` the one that serves (the caller commits). A rollout whose candidate this is ends:
     the candidate is now simply the active version (POST .../rollout/promote comes here too)."""
+    refuse_purged(version)  # 410: its files are gone
     session.execute(update(ModelVersion).where(ModelVersion.learner_id == learner.id).values(active=False))
     # a held version an admin activates is published; its hold_reasons stay, for the history
     live = {"active": True, "activated_at": utcnow()} | (
@@ -96,6 +98,7 @@ async def version_samples(name: str, number: int, request: Request) -> Response:
 def _samples_png(request: Request, name: str, number: int) -> bytes:
     with request.app.state.sessions() as s:
         version = get_version(s, get_learner(s, name), number)
+        refuse_purged(version)
         vid, uri, sha = version.id, version.checkpoint_uri, version.checkpoint_sha256
     grids: GridCache = request.app.state.sample_grids
     if (cached := grids.get(vid)) is not None:
