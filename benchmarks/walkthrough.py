@@ -46,7 +46,10 @@ POLL_S = 2.0
 
 def digits_data(seed: int) -> dict[str, Any]:
     """scikit-learn's digits at 28x28 uint8, split per class: 75% to upload, 25% to test."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # not a service dependency: it comes with the test extra
+        raise SystemExit("--data digits needs scikit-learn: pip install -e '.[test]'") from exc
 
     d = load_digits()
     big = np.stack(

@@ -31,6 +31,7 @@ PACKAGES = ("dgm", "core", "service", "worker", "benchmarks")  # what pyproject.
 # Imported only by scripts that say how to get them; not by `dgm serve`, `dgm worker` or `dgm bench`.
 OPTIONAL = {
     "selenium": "benchmarks/screenshot_dashboard.py, a maintainer's script that also needs chromium",
+    "sklearn": "benchmarks/walkthrough.py --data digits only; scikit-learn comes with the test extra",
 }
 SOURCE_IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "var", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", "tests"
