@@ -142,7 +142,7 @@ def bootstrap_row(session: Session, admin_key: str) -> ApiKey:
     digest = _bootstrap_hash(admin_key)
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == BOOTSTRAP_PREFIX, ApiKey.key_hash == digest))
     if row is None:
-        row = ApiKey(name=BOOTSTRAP_NAME, prefix=BOOTSTRAP_PREFIX, key_hash=digest, scopes=list(SCOPES))
+        row = ApiKey(name=BOOTSTRAP_NAME, prefix=BOOTSTRAP_PREFIX, key_hash=digest, scopes=sorted(SCOPES))
         session.add(row)
         session.flush()
     return row

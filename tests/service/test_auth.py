@@ -181,3 +181,112 @@ def test_auth_predict_rate_limit_per_key(client: TestClient, pg_settings: Settin
         assert "retry in" in r.json()["detail"]
         assert c.post(f"/v1/learners/{trained}/predict", json=body, headers=auth(second)).status_code == 200
         assert c.get("/v1/learners", headers=auth(first)).status_code == 200  # only predict is limited
+
+
+# ----- learner scope (issue 12) on every route ---------------------------------------------------
+# Path parameters that the learner-scope check (service.deps.check_reach, and get_viewer on the dashboard)
+# knows: `name` is a learner, `job_id` a job (which belongs to a learner); the others only narrow a
+# learner route (or name a key or session, which keys.py scopes itself).
+SCOPING_PARAMS = {"name", "job_id"}
+OTHER_PARAMS = {"number", "version", "kind", "label", "key_id", "session_id"}
+# Guarded routes that name no learner in their path, and why each cannot show another team's learner.
+NOT_LEARNER_SCOPED = {
+    "/v1/learners": "GET lists only what the key reaches; POST creates only inside it (test_scope.py)",
+    "/v1/keys": "a scoped admin lists only keys within its own scope, and creates none wider",
+    "/v1/keys/{key_id}": "a key wider than the caller's answers 404, like an unknown key",
+    "/v1/sessions": "a scoped admin lists only the sessions of keys within its scope",
+    "/v1/sessions/{session_id}": "sessions of wider keys answer 404, like an unknown session",
+    "/metrics": "its labels name every learner: refused to scoped keys (403)",
+    "/dashboard": "the learners page lists only what the session's key reaches",
+    "/dashboard/login": "signs in; shows no learner",
+    "/dashboard/logout": "signs out; shows no learner",
+}
+
+
+def fill(path: str, **values: object) -> str:
+    import re
+
+    return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: str(values.get(m.group(1), "1")), path)
+
+
+def not_hidden(r) -> bool:  # noqa: ANN001
+    """The answer is not the 'no such learner/job' 404 (the route itself may still refuse the request)."""
+    if r.status_code != 404 or not r.headers.get("content-type", "").startswith("application/json"):
+        return True
+    return not any(k in r.json()["error"] for k in ("UnknownLearner", "UnknownJob"))
+
+
+def test_auth_learner_scope_on_every_route(client: TestClient, pg_settings: Settings, trained: str):
+    """A key scoped to learners gets, on every route that names another learner or its job, exactly the
+    404 of a learner or job that does not exist, and changes nothing; its own learners answer as usual.
+    Fails when a route has a path parameter the scope check does not know, or names no learner and is
+    not listed in NOT_LEARNER_SCOPED with a reason."""
+    import uuid
+
+    from service.views import unknown_job, unknown_learner
+
+    tag = uuid.uuid4().hex[:6]
+    r = client.post(
+        "/v1/keys", json={"name": "scoped", "scopes": ["admin"], "learners": [f"in-{tag}-*"]}, headers=auth()
+    )
+    assert r.status_code == 201, r.text
+    scoped = r.json()["key"]
+    made = iter(range(1000))
+
+    def inside() -> str:  # a fresh in-scope learner per call: a route may delete or change it
+        name = f"in-{tag}-{next(made)}"
+        r = client.post("/v1/learners", json={**TINY, "name": name}, headers=auth(scoped))
+        assert r.status_code == 201, r.text
+        return name
+
+    before = client.get(f"/v1/learners/{trained}/history", headers=auth()).json()
+    job = before["jobs"][0]["id"]
+    gone, missing_job = f"gone-{tag}", 2**31 - 7
+    browser = TestClient(client.app)
+    assert browser.post("/dashboard/login", data={"key": scoped}, follow_redirects=False).status_code == 303
+
+    walked = []
+    for route in api_routes(client.app.routes):
+        params = set(route.param_convertors)
+        unknown = params - SCOPING_PARAMS - OTHER_PARAMS
+        assert not unknown, (
+            f"{route.path}: path parameter(s) {sorted(unknown)} are unknown to the learner-scope check; "
+            "if they name a learner or something of one, teach service.deps.check_reach and this test"
+        )
+        if not params & SCOPING_PARAMS:
+            listed = (
+                route.path in NOT_LEARNER_SCOPED or route.path in OPEN or route.path.startswith("/v2/health/")
+            )
+            assert listed, (
+                f"{route.path} names no learner in its path: scope what it shows by the caller's learners "
+                "and add it to NOT_LEARNER_SCOPED with the reason it cannot show another team's learner"
+            )
+            continue
+        dashboard = route.path.startswith("/dashboard/")
+        c, headers = (browser, {}) if dashboard else (client, auth(scoped))
+        for method in sorted(route.methods):
+            where = (method, route.path)
+            if "name" in params:
+                hidden = c.request(method, fill(route.path, name=trained, job_id=job), headers=headers)
+                absent = c.request(method, fill(route.path, name=gone, job_id=job), headers=headers)
+                assert hidden.status_code == absent.status_code == 404, (where, hidden.text, absent.text)
+                assert hidden.json()["detail"] == unknown_learner(trained).detail, (where, hidden.text)
+                assert hidden.text.replace(trained, gone) == absent.text, where
+                own = inside()
+                r = c.request(method, fill(route.path, name=own, job_id=job), headers=headers)
+                assert not_hidden(r) or "job_id" in params, (where, r.text)  # own learner: not hidden
+            if "job_id" in params:
+                own = inside() if "name" in params else trained
+                hidden = c.request(method, fill(route.path, name=own, job_id=job), headers=headers)
+                absent = c.request(method, fill(route.path, name=own, job_id=missing_job), headers=headers)
+                assert hidden.status_code == absent.status_code == 404, (where, hidden.text, absent.text)
+                if "name" not in params:
+                    assert hidden.json()["detail"] == unknown_job(job).detail, (where, hidden.text)
+                assert hidden.text.replace(f"job {job}", f"job {missing_job}") == absent.text, where
+            walked.append(where)
+    after = client.get(f"/v1/learners/{trained}/history", headers=auth()).json()
+    assert after == before  # nothing the scoped key sent changed the hidden learner
+    assert len(walked) >= 20, walked
+    assert any(p.startswith("/v2/") for _, p in walked) and any(
+        p.startswith("/dashboard/") for _, p in walked
+    )
