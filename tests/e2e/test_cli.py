@@ -192,3 +192,32 @@ def test_cli_exit_codes(server: str, tmp_path: Path):
 
     down = dgm(f"http://127.0.0.1:{free_port()}", "learners", "list")
     assert down.returncode == 4 and "cannot reach" in down.stderr
+
+
+def test_cli_keys_scoped_to_learners_and_sessions(server: str):
+    """`dgm keys create --learners`: the key lists only its learners; `dgm sessions` lists and ends a
+    dashboard session; a bad scope is refused with the server's reason (exit 3)."""
+    import httpx
+
+    tag = uuid.uuid4().hex[:6]
+    for name in (f"{tag}-a", f"{tag}-b"):
+        ok(dgm(server, "learners", "create", name, "--shape", "1,8,8", "--preset", "tiny"))
+    made = json.loads(ok(dgm(server, "keys", "create", "team", "--learners", f"{tag}-a*", "--json")))
+    assert made["learners"] == [f"{tag}-a*"]
+    assert f"{tag}-a*" in ok(dgm(server, "keys", "list"))
+    listed = json.loads(ok(dgm(server, "learners", "list", "--json", key=made["key"])))
+    assert [lr["name"] for lr in listed] == [f"{tag}-a"]
+    hidden = dgm(server, "learners", "show", f"{tag}-b", key=made["key"])
+    assert hidden.returncode == 3 and "no learner named" in hidden.stderr
+    bad = dgm(server, "keys", "create", "bad", "--learners", "no spaces")
+    assert bad.returncode == 3 and "not learner names or prefixes" in bad.stderr
+
+    with httpx.Client(base_url=server) as browser:
+        r = browser.post("/dashboard/login", data={"key": made["key"]}, follow_redirects=False)
+        assert r.status_code == 303
+        assert browser.get("/dashboard").status_code == 200
+        sessions = json.loads(ok(dgm(server, "sessions", "list", "--json")))
+        mine = [s for s in sessions if s["key_id"] == made["id"] and s["active"]]
+        assert len(mine) == 1
+        assert "ended" in ok(dgm(server, "sessions", "revoke", str(mine[0]["id"])))
+        assert browser.get("/dashboard").status_code == 401
