@@ -62,6 +62,7 @@ class ForgetReport:
     tasks_removed: list[int]  # the learner's task indices left with no class, whose masks were released
     released: dict[str, int]  # weights (DGMw) or units (DGMa) per layer given back to later tasks
     classes: list[str]  # the classes left, in output order
+    classifier: str  # "rebuilt" from replay of the remaining classes, or "pruned" (their rows kept)
     seconds: float
     parameters: int
     widths: dict[str, int]
@@ -187,11 +188,17 @@ class Learner:
             )
         return wanted
 
-    def forget(self, labels: Sequence[str]) -> ForgetReport:
+    def forget(self, labels: Sequence[str], rebuild: bool = True) -> ForgetReport:
         """Remove classes: their generator heads go, a task left without classes gives its mask back
         (later tasks reuse it before the network grows), and the classifier is rebuilt from fresh replay
-        of the remaining classes. Their names leave the history too, so a saved checkpoint holds no
-        trace of them. The remaining classes' samples are bit-identical. On error nothing changes.
+        of the remaining classes (dgm/consolidate.py). Their names leave the history too, so a saved
+        checkpoint holds no trace of them. The remaining classes' samples are bit-identical.
+
+        rebuild=False prunes instead: the current classifier minus the classes' output rows. An image
+        it got right stays right, so no remaining class loses accuracy; a rebuilt classifier is a fresh
+        draw from replay, whose accuracy on real images can move either way (the service keeps the
+        pruned one when the rebuilt one falls behind it by more than the regression gate allows).
+        On error nothing changes.
         """
         wanted = self.check_forget(labels)
         started = time.perf_counter()
@@ -199,12 +206,16 @@ class Learner:
         history = copy.deepcopy(self.history)
         try:
             heads = len(self.generator.heads)
+            keep = [i for i, c in enumerate(self.classes) if c not in wanted]
             freed = self.generator.forget_classes([self.classes.index(lab) for lab in wanted])
             self.classes = [c for c in self.classes if c not in wanted]
             self.history = [_without(report, wanted) for report in self.history]
             # a seed of its own per forget: the number of classes dropped so far
             rng = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + 50_000 + heads)
-            self.classifier = consolidate(self.config, self.generator, len(self.classes), rng)
+            if rebuild:
+                self.classifier = consolidate(self.config, self.generator, len(self.classes), rng)
+            else:
+                self.classifier = _pruned(self._require_classes(), keep)
         except BaseException:
             self.generator, self.classifier, self.classes = snapshot
             self.history = history
@@ -216,6 +227,7 @@ class Learner:
             tasks_removed=freed["tasks_removed"],
             released=dict(zip(LAYER_NAMES, freed["released"], strict=True)),
             classes=list(self.classes),
+            classifier="rebuilt" if rebuild else "pruned",
             seconds=round(time.perf_counter() - started, 3),
             parameters=self.parameter_count(),
             widths={k: v["channels"] for k, v in cap.items()},
@@ -317,6 +329,22 @@ class Learner:
         from dgm.checkpoint import load_learner
 
         return load_learner(path, device)
+
+
+@torch.no_grad()
+def _pruned(clf: Discriminator, keep: list[int]) -> Discriminator:
+    """A copy of `clf` whose class outputs are only `keep` (old output indices, in the new order)."""
+    out = copy.deepcopy(clf)
+    for name in ("classify", "embed"):
+        old = getattr(out, name)
+        if old is None:
+            continue
+        new = torch.nn.Linear(old.in_features, len(keep), bias=old.bias is not None).to(old.weight.device)
+        new.weight.copy_(old.weight[keep])
+        if old.bias is not None:
+            new.bias.copy_(old.bias[keep])
+        setattr(out, name, new)
+    return out.eval()
 
 
 def _without(report: dict[str, Any], labels: list[str]) -> dict[str, Any]:

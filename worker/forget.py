@@ -14,6 +14,7 @@ Older versions still hold the class until an admin purges them (service/routes/f
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class ForgetPlan:
     task_id: int
     labels: list[str]
     parent: dict[str, Any] | None  # the active version: id, number, uri, sha256
+    max_drop: float  # the learner's regression gate threshold (Learner.gate_max_drop)
     learned_by: dict[str, int]  # label -> ordinal of the task that learned it
     # (task id, field, uri) of every holdout and kept training file of the learner
     data_files: list[tuple[int, str, str]]
@@ -75,6 +77,7 @@ def read_forget_plan(s: Session, job_id: int) -> ForgetPlan:
             "uri": parent.checkpoint_uri,
             "sha256": parent.checkpoint_sha256,
         },
+        max_drop=task.learner.gate_max_drop,
         learned_by={name: ordinal for name, ordinal in learned},
         data_files=files,
     )
@@ -94,8 +97,10 @@ def forget_and_publish(settings: Settings, job_id: int, token: str, reporter: Jo
     renew(reporter, job_id)
     if reporter.should_stop():
         raise TrainingCancelled("cancelled before forgetting")
+    pruned = copy.deepcopy(learner)
     try:
         report = learner.forget(plan.labels)
+        pruned_report = pruned.forget(plan.labels, rebuild=False)
     except DGMInputError as exc:
         raise Conflict(
             f"the active version {plan.parent['number']} cannot forget {plan.labels}: {exc}. Activate a "
@@ -105,6 +110,13 @@ def forget_and_publish(settings: Settings, job_id: int, token: str, reporter: Jo
     rewritten = rewrite_data(store, plan)
     try:
         accuracy = evaluate(learner, store, plan, rewritten)
+        kept = evaluate(pruned, store, plan, rewritten)
+        behind = {
+            t: (kept[t][0], acc) for t, (acc, _) in accuracy.items() if kept[t][0] - acc > plan.max_drop
+        }
+        if behind:  # the fresh draw lost accuracy the old classifier had: serve the pruned one
+            log.warning("job %s: rebuilt classifier behind the pruned one on tasks %s", job_id, behind)
+            learner, report, accuracy = pruned, pruned_report, kept
         files = write_version_files(store, learner, plan, job_id)  # type: ignore[arg-type] # reads learner_id
         try:
             number = publish_forget(settings, job_id, token, plan, report, accuracy, files, rewritten)
@@ -170,6 +182,9 @@ def removed_summary(plan: ForgetPlan, report: Any) -> dict[str, Any]:
         # the learn task whose mask went back to later tasks (no class of it is left), if any
         "task_released": plan.learned_by.get(plan.labels[0]) if report.tasks_removed else None,
         "mask_units_released": released,
+        # "rebuilt" from replay of the remaining classes; "pruned": the parent's classifier minus the
+        # class, kept because the rebuilt one fell more than gate_max_drop behind it on a holdout
+        "classifier": report.classifier,
     }
 
 

@@ -198,7 +198,7 @@ def page_context(h: dict[str, Any]) -> dict[str, Any]:
     matrix = h["accuracy_matrix"]
     accuracy_rows = [r["accuracy"] for r in matrix["rows"]]
     classes = {t.ordinal: t.classes for t in h["tasks"]}
-    one_class = {t.classes[0] for t in h["tasks"] if len(t.classes) == 1}
+    one_class = {t.classes[0] for t in h["tasks"] if len(t.classes) == 1 and t.kind == "learn"}
     return {
         "learner": h["learner"],
         "tasks": [_task_row(t, jobs.get(t.job_id), versions) for t in h["tasks"]],

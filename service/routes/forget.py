@@ -80,11 +80,7 @@ def check_forgettable(s: Session, learner: Learner, label: str) -> None:
         else:
             known += task.classes
     if label not in known:
-        forgotten = s.scalar(
-            select(Task.ordinal)
-            .join(LearnedClass, LearnedClass.forgotten_by_task_id == Task.id)
-            .where(LearnedClass.learner_id == learner.id, LearnedClass.name == label)
-        )
+        forgotten = forgotten_by(s, learner, label)
         if forgotten is not None:
             raise Conflict(f"class {label!r} was already forgotten by task #{forgotten}")
         raise UnknownClass(
@@ -95,6 +91,17 @@ def check_forgettable(s: Session, learner: Learner, label: str) -> None:
             f"{label!r} is the only class learner {learner.name!r} knows; a learner keeps at least one "
             "class (delete the learner instead: DELETE /v1/learners/{name})"
         )
+
+
+def forgotten_by(s: Session, learner: Learner, label: str) -> int | None:
+    """The ordinal of the forget task that removed `label`, if one did."""
+    if "\x00" in label:  # a NUL byte cannot reach PostgreSQL and no label holds one
+        return None
+    return s.scalar(
+        select(Task.ordinal)
+        .join(LearnedClass, LearnedClass.forgotten_by_task_id == Task.id)
+        .where(LearnedClass.learner_id == learner.id, LearnedClass.name == label)
+    )
 
 
 @router.post("/{name}/classes/{label:path}/purge", dependencies=[AdminKey])
