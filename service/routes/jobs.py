@@ -55,7 +55,7 @@ def retry_job(job_id: int, session: SessionDep, request: Request) -> Job:
     job = get_job(session, job_id)
     if job.state not in ("failed", "cancelled"):
         raise JobStateConflict(f"job {job_id} is {job.state}; only failed or cancelled jobs can be retried")
-    if job.task.data_uri is None:
+    if job.task.data_uri is None and job.task.kind != "forget":  # a forget task has no data
         raise JobStateConflict(f"the training data of job {job_id} was deleted; upload the task again")
     values = {
         "state": "queued",
