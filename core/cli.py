@@ -595,10 +595,16 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     print(f"{'task':>4} {'state':10} {'job':>5} {'classes':30} {'train':>6} {'holdout':>7}  uploaded")
     for t in rows:
         print(
-            f"{t['ordinal']:>4} {t['state']:10} {t['job_id'] or '-':>5} {','.join(t['classes'])[:30]:30} "
+            f"{t['ordinal']:>4} {t['state']:10} {t['job_id'] or '-':>5} {task_classes(t)[:30]:30} "
             f"{t['n_train']:>6} {t['n_holdout']:>7}  {t['created_at'][:19]}"
         )
     return 0
+
+
+def task_classes(t: dict) -> str:
+    """A task's classes for a table; a forget task says so."""
+    classes = ",".join(t["classes"])
+    return f"forget {classes}" if t.get("kind") == "forget" else classes
 
 
 def _job_line(job: dict) -> str:
@@ -767,7 +773,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     print(f"{'task':>4} {'state':10} {'classes':30} {'train':>6} {'holdout':>7}")
     for t in h["tasks"]:
         print(
-            f"{t['ordinal']:>4} {t['state']:10} {','.join(t['classes'])[:30]:30} "
+            f"{t['ordinal']:>4} {t['state']:10} {task_classes(t)[:30]:30} "
             f"{t['n_train']:>6} {t['n_holdout']:>7}"
         )
     m = h["accuracy_matrix"]
@@ -778,7 +784,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     )
     for v, row in zip(h["versions"], m["rows"], strict=True):
         accs = " ".join("  -   " if a is None else f"{a:.3f} " for a in row["accuracy"])
-        mark = "*" if v["active"] else "h" if v.get("status") == "held" else " "
+        mark = "*" if v["active"] else {"held": "h", "purged": "p"}.get(v.get("status"), " ")
         added = sum(v["units_added"].values())
         measured = [f for f in (v.get("fidelity") or {}).values() if f is not None]
         low = f"{min(measured):.3f}" if measured else "-"
@@ -796,7 +802,7 @@ def print_fidelity(h: dict) -> None:
     active = next((v for v in h["versions"] if v["active"]), None)
     if active is None or active.get("fidelity") is None:
         return
-    one_class = {t["classes"][0] for t in h["tasks"] if len(t["classes"]) == 1}
+    one_class = {t["classes"][0] for t in h["tasks"] if len(t["classes"]) == 1 and t.get("kind") != "forget"}
     print(f"\nmemory fidelity of version {active['number']} (fraction of each class's samples recognised)")
     for c in active["classes"]:
         f = active["fidelity"].get(c)

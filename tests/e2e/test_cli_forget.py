@@ -29,6 +29,9 @@ def test_cli_forget_purge_and_delete(server: str, tmp_path: Path):  # noqa: F811
 
     assert "purged versions holding '1': 1" in ok(dgm(server, "purge", name, "1"))
     assert json.loads(ok(dgm(server, "purge", name, "1", "--json")))["already_purged"] == [1]
+    history = ok(dgm(server, "history", name))
+    assert "forget 1" in history and "     1p " in history and "     2* " in history  # p: purged
+    assert "forget 1" in ok(dgm(server, "tasks", name))
     active = dgm(server, "purge", name, "0")
     assert active.returncode == REFUSED and "active version" in active.stderr
 
