@@ -23,7 +23,7 @@ def update(key: str, value: Any, path: Path = PATH) -> None:
 # Where the benchmarks without their own "stack" field ran (their scripts say so; see each module).
 STACKS = {
     "hostile_input": "API in-process (TestClient) on PostgreSQL, a real worker process on Redis",
-    "schemathesis": "API process (uvicorn) on PostgreSQL, a real worker process on Redis",
+    "schemathesis": "API under uvicorn (a thread of the test) on PostgreSQL, a real worker process on Redis",
     "load": "full stack: dgm serve --no-worker (uvicorn) + a dgm worker, PostgreSQL, Redis",
     "many_learners": "full stack: dgm serve --no-worker (uvicorn) + a dgm worker, PostgreSQL, Redis",
 }
@@ -142,7 +142,7 @@ def _recovery_rows(rec: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(
             (
                 f"worker SIGKILLed mid-training at the default settings ({which})",
-                f"full stack: {rec[which]['stack']}",
+                f"full stack, {rec[which]['stack']}",
                 settings,
                 f"redelivered {r['min_s']}-{r['max_s']} s after the kill (median {r['median_s']} s, "
                 f"{len(trials)} kills); done at {done[0]}-{done[-1]} s, {'/'.join(states)}",

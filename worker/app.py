@@ -24,6 +24,13 @@ def _limit_threads(**_kwargs: object) -> None:
 _limit_threads()
 
 
+@worker_process_init.connect  # a prefork child: never share the parent's pooled connections (heartbeat)
+def _own_connections(**_kwargs: object) -> None:
+    from core.db import engine_for
+
+    engine_for(settings.database_url).dispose(close=False)
+
+
 def _json_logs(loglevel: int | None = None, **_kwargs: object) -> None:
     configure_logging(json_lines=True, level=loglevel or "INFO")
 

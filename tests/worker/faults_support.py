@@ -278,11 +278,34 @@ def task_ordinal(settings: Settings, job_id: int) -> int:
         return s.scalar(select(Task.ordinal).join(Job, Job.task_id == Task.id).where(Job.id == job_id))
 
 
-def record(test: str, figures: dict[str, Any]) -> None:
-    """Add one test's observations to $DGM_FAULTS_RESULTS (read-modify-write under a lock)."""
+# Where a fault test's job ran, for the README's reliability table (benchmarks/reliability.py).
+WORKER_PROCESSES = (
+    "real Celery worker processes (solo pool unless said), private redis-server, PostgreSQL; the API "
+    "in-process (TestClient)"
+)
+IN_PROCESS = (
+    "the job in-process (run_job) with a stand-in broker; the API in-process (TestClient), PostgreSQL"
+)
+
+
+def record(test: str, figures: dict[str, Any], settings: Settings, stack: str) -> None:
+    """Add one test's observations, where they ran and under which settings, to $DGM_FAULTS_RESULTS
+    (read-modify-write under a lock)."""
     target = os.environ.get("DGM_FAULTS_RESULTS")
     if not target:
         return
+    sweep = (
+        f"every {settings.sweep_interval_s:g} s" if settings.sweep_interval_s else "off (the test calls it)"
+    )
+    figures = {
+        **figures,
+        "stack": stack,
+        "settings": {
+            "lease_s": settings.lease_s,
+            "sweeper": sweep,
+            "progress_s": settings.progress_interval_s,
+        },
+    }
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from core.settings import Settings
 from tests.service.support import PG_SERVER, auth, upload, wait_job
 from tests.worker.faults_support import (
+    WORKER_PROCESSES,
     RedisServer,
     fault_stack,
     job_row,
@@ -101,6 +102,8 @@ def test_fault_redis_restarted_mid_job(stack: Stack, broker: RedisServer):
             "attempts": [job_row(settings, j).attempts for j in (j1, j2)],
             "versions": 2,
         },
+        settings,
+        WORKER_PROCESSES,
     )
 
 
@@ -168,4 +171,6 @@ def test_fault_postgres_connections_dropped_mid_job(stack: Stack):
             "attempts": job_row(settings, job_id).attempts,
             "versions": 2,
         },
+        settings,
+        WORKER_PROCESSES,
     )

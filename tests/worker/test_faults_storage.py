@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.storage import ArtifactStore
 from tests.service.support import Broker, auth, upload
 from tests.worker.faults_support import (
+    IN_PROCESS,
     RedisServer,
     fault_stack,
     job_row,
@@ -112,6 +113,8 @@ def test_fault_disk_full_while_saving_a_version(stack: Stack, monkeypatch: pytes
             "version_serving_after_failure": 1,
             "retry": "succeeded",
         },
+        settings,
+        IN_PROCESS,
     )
 
 
@@ -147,6 +150,8 @@ def test_fault_versions_folder_is_a_file(stack: Stack):
             "files_left_behind": sorted(set(after) - set(before)),
             "retry": "succeeded",
         },
+        settings,
+        IN_PROCESS,
     )
 
 
@@ -204,6 +209,8 @@ def test_fault_altered_checkpoint_refused_reported_and_not_trained_from(
             "training_job_error": job.error,
             "after_restore": "predict 200, retry succeeded",
         },
+        settings,
+        IN_PROCESS,
     )
 
 
@@ -248,4 +255,6 @@ def test_fault_database_lost_while_publishing(stack: Stack, monkeypatch: pytest.
             "versions": versions,
             "files_kept": committed,
         },
+        settings,
+        IN_PROCESS,
     )

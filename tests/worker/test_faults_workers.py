@@ -24,6 +24,7 @@ from core.settings import Settings
 from core.sweeper import sweep
 from tests.service.support import auth, digits, npz_bytes, upload, wait_job
 from tests.worker.faults_support import (
+    WORKER_PROCESSES,
     RedisServer,
     fault_stack,
     job_row,
@@ -109,6 +110,8 @@ def test_fault_worker_killed_mid_training_sweeper_redelivers(stack, broker: Redi
             "version_during_outage": during.json()["version"],
             "versions": 2,
         },
+        settings,
+        WORKER_PROCESSES,
     )
 
 
@@ -153,6 +156,8 @@ def test_fault_pool_child_killed_mid_training_celery_requeues(stack):
             "version_during_outage": during.json()["version"],
             "versions": 2,
         },
+        settings,
+        WORKER_PROCESSES,
     )
 
 
@@ -210,4 +215,6 @@ def test_fault_two_workers_simultaneous_uploads_train_in_order(stack, broker: Re
             "duplicate_messages_sent": 4,
             "attempts": [r.attempts for r in rows],
         },
+        settings,
+        WORKER_PROCESSES,
     )
