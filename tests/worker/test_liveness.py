@@ -26,6 +26,10 @@ def learner(client: TestClient, name: str = "live") -> str:
     return name
 
 
+def detail(client: TestClient, job_id: int) -> str:
+    return client.get(f"/v1/jobs/{job_id}", headers=auth()).json()["state_detail"]
+
+
 def metric(client: TestClient, name: str) -> float:
     body = client.get("/metrics", headers=auth()).text
     return float(next(ln.split()[-1] for ln in body.splitlines() if ln.startswith(name + " ")))
@@ -70,27 +74,19 @@ def test_liveness_killed_worker_ages_out_of_the_window(client: TestClient, setti
 def test_liveness_queued_job_says_why_it_waits(client: TestClient, settings: Settings):
     name = learner(client)
     j1, j2 = upload(client, name, [0, 1]), upload(client, name, [2, 3])
-    detail = client.get(f"/v1/jobs/{j1}", headers=auth()).json()["state_detail"]
-    assert detail == "waiting: no live worker has ever reported"
+    assert detail(client, j1) == "waiting: no live worker has ever reported"
 
     beat = Heartbeat(settings, {"queue": settings.queue}, name="host:4").start()
     try:
         time.sleep(0.3)
-        assert client.get(f"/v1/jobs/{j1}", headers=auth()).json()["state_detail"].startswith(
-            "waiting for a free worker (1 alive"
-        )
-        assert (
-            client.get(f"/v1/jobs/{j2}", headers=auth()).json()["state_detail"]
-            == f"waiting for task #1 of the learner (job {j1}, queued)"
-        )
+        assert detail(client, j1).startswith("waiting for a free worker (1 alive")
+        assert detail(client, j2) == f"waiting for task #1 of the learner (job {j1}, queued)"
         assert claim_job(settings, j1) is not None
         running = client.get(f"/v1/jobs/{j1}", headers=auth()).json()
         assert running["state"] == "running" and running["state_detail"].startswith("running on ")
     finally:
         beat.stop()
-    assert client.get(f"/v1/jobs/{j2}", headers=auth()).json()["state_detail"].startswith(
-        "waiting: no live worker since "
-    )
+    assert detail(client, j2).startswith("waiting: no live worker since ")
 
 
 def test_liveness_waiting_job_backs_off_doubling_up_to_a_cap(client: TestClient, settings: Settings):
