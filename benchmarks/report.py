@@ -265,16 +265,49 @@ def reliability_table(path: Path = RESULTS / "reliability.json") -> str:
     return "\n".join(lines)
 
 
+def walkthrough_table(path: Path = RESULTS / "walkthrough_digits.json") -> str:
+    """One row per version: A_t and the worst old class per run (seed), mean over runs, seconds."""
+    runs = json.loads(path.read_text())["runs"]
+    seeds = [r["settings"]["seed"] for r in runs]
+    head = " | ".join(f"A_t, worst old class (seed {s})" for s in seeds)
+    lines = [
+        f"| version | new classes | {head} | mean A_t | s upload → version |",
+        "|---|---|" + "---|" * len(runs) + "---|---|",
+    ]
+    for i, v in enumerate(runs[0]["versions"]):
+        rows = [r["versions"][i] for r in runs if len(r["versions"]) > i]
+        cells = " | ".join(
+            f"{row['a_t']:.3f}, {_num(row['old_class_min'])}"
+            + (f" ({row['status']})" if row.get("status") == "held" else "")
+            for row in rows
+        )
+        mean = sum(row["a_t"] for row in rows) / len(rows)
+        secs = ", ".join(f"{row['seconds_upload_to_version']:.0f}" for row in rows)
+        lines.append(f"| {v['version']} | {', '.join(v['classes'])} | {cells} | **{mean:.3f}** | {secs} |")
+    last = [r["versions"][-1]["per_class"] for r in runs]
+    classes = list(last[0])
+    lines += [
+        "",
+        "Each class after the last task, real held-out images ("
+        + ", ".join(f"seed {s}" for s in seeds)
+        + "): "
+        + "; ".join(f"{c} " + "/".join(f"{pc[c]:.2f}" for pc in last) for c in classes)
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
 TABLES = {
     "accuracy": accuracy_table,
     "ablation": ablation_table,
     "latency": latency_table,
     "reliability": reliability_table,
+    "walkthrough": walkthrough_table,
 }
 
 if __name__ == "__main__":
     import sys
 
-    # python -m benchmarks.report [accuracy|ablation|latency|reliability] [results JSON]
+    # python -m benchmarks.report [accuracy|ablation|latency|reliability|walkthrough] [results JSON]
     which = sys.argv[1] if len(sys.argv) > 1 else "accuracy"
     print(TABLES[which](*(Path(a) for a in sys.argv[2:3])))

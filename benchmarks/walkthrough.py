@@ -12,7 +12,9 @@ with 20% kept as holdout) is uploaded and trained to the end. After each task, e
 every class seen so far goes through `POST /v1/learners/{name}/predict`, pinned to the new version (so
 an activation policy cannot hide what the version learned). The JSON holds A_t, the accuracy of every
 class after every task, the seconds from upload to published version, the history's memory fidelity
-and mask usage; `--samples DIR` keeps every version's `samples.png`.
+and mask usage; `--samples DIR` keeps every version's `samples.png`; `--append` adds the run to those
+already in --out (one file per data set, one run per seed). `python -m benchmarks.report walkthrough
+FILE` renders the README table.
 
 Data: `digits` is scikit-learn's bundled set (1,797 8x8 images, about 180 per class) scaled to 28x28,
 split per class 75% upload / 25% test, labels `zero`..`nine`. `fashion` is Fashion-MNIST (IDX files in
@@ -197,10 +199,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "mask_usage": row.get("mask_usage"),
                     "widths": row.get("widths"),
                     "job_warnings": job.get("warnings"),
+                    "status": row.get("status"),  # held: the regression gate kept it from serving
+                    "hold_reasons": row.get("hold_reasons"),
+                    "gate": (job.get("result") or {}).get("gate"),
                 }
                 out["versions"].append(record)
                 print(
-                    f"v{version} {record['classes']}: A_t={record['a_t']:.3f} "
+                    f"v{version} {record['classes']} ({record['status']}): A_t={record['a_t']:.3f} "
                     f"old min={record['old_class_min']} {seconds:.0f}s per class "
                     + " ".join(f"{k}={v:.2f}" for k, v in per_class.items()),
                     flush=True,
@@ -234,12 +239,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for one task")
     p.add_argument("--samples", default=None, metavar="DIR", help="save every version's samples.png here")
     p.add_argument("--out", default=None, help="default benchmarks/results/walkthrough_<data>.json")
+    p.add_argument("--append", action="store_true", help="add this run to the runs already in --out")
     args = p.parse_args(argv)
     args.set = json.loads(args.set)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     result = run(args)
     path = Path(args.out) if args.out else RESULTS / f"walkthrough_{args.data}.json"
-    path.write_text(json.dumps(result, indent=1))
+    runs = json.loads(path.read_text())["runs"] if args.append and path.exists() else []
+    path.write_text(json.dumps({"runs": [*runs, result]}, indent=1))
     print(f"wrote {path}")
     return result
 
