@@ -18,6 +18,7 @@ COPY core core
 COPY dgm dgm
 COPY service service
 COPY worker worker
+COPY cli cli
 COPY benchmarks benchmarks
 RUN pip install . && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 

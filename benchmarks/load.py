@@ -79,7 +79,7 @@ def start_stack(data: Path, url: str, args: argparse.Namespace) -> tuple[list[su
     )
     env.update(DGM_ADMIN_KEY=ADMIN, DGM_DEVICE="cpu", DGM_TORCH_THREADS="1", DGM_SWEEP_INTERVAL_S="0")
     env.update(DGM_CLASSIFIER_CACHE_SIZE=str(args.cache), DGM_PROGRESS_INTERVAL_S="1")
-    worker_cmd = [sys.executable, "-m", "core.cli", "worker", "--loglevel", "WARNING"]
+    worker_cmd = [sys.executable, "-m", "cli", "worker", "--loglevel", "WARNING"]
     log = (data / "worker.log").open("wb")
     worker = subprocess.Popen(worker_cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     api, base = start_serve(data, env, "--no-worker")

@@ -99,7 +99,7 @@ def distributed(folder: Path, count: int) -> Iterator[tuple[str, str]]:
         )
         workers = [
             subprocess.Popen(
-                [sys.executable, "-m", "core.cli", "worker"],
+                [sys.executable, "-m", "cli", "worker"],
                 env=env,
                 cwd=ROOT,
                 stdout=(folder / f"worker{i}.log").open("wb"),

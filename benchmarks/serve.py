@@ -36,12 +36,12 @@ def start_serve(
 ) -> tuple[subprocess.Popen, str]:
     """Start `dgm serve` (log in folder/serve.log) and wait until it is ready; returns it and its URL.
 
-    `dgm`: the command to run (default: this interpreter's `python -m core.cli`).
+    `dgm`: the command to run (default: this interpreter's `python -m cli`).
     """
     import httpx
 
     port = free_port()
-    cmd = [*(dgm or [sys.executable, "-m", "core.cli"]), "serve", "--port", str(port), *options]
+    cmd = [*(dgm or [sys.executable, "-m", "cli"]), "serve", "--port", str(port), *options]
     log = (folder / "serve.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -46,7 +46,7 @@ def dgm(
     env.pop("DGM_KEY", None)
     if key is not None:
         env["DGM_KEY"] = key
-    cmd = [sys.executable, "-m", "core.cli", *argv]
+    cmd = [sys.executable, "-m", "cli", *argv]
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
 
 

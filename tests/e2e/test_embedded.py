@@ -33,7 +33,7 @@ def served(tmp_path):
         env.pop(key, None)
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "serve", "--port", str(port)], env=env, cwd=tmp_path,
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)], env=env, cwd=tmp_path,
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -80,7 +80,7 @@ def test_embedded_serve_trains_predicts_and_rolls_back(served):
         assert out["version"] == 1 and {p["label"] for p in out["predictions"]} <= {"0", "1"}
 
     # the same install drives the CLI client
-    cli = [sys.executable, "-m", "core.cli"]
+    cli = [sys.executable, "-m", "cli"]
     cenv = dict(env, DGM_URL=url, DGM_KEY=ADMIN)
     (tmp / "t.npz").write_bytes(npz_bytes(x=digits([5])[0], y=digits([5])[1]))
     done = subprocess.run(
@@ -102,12 +102,12 @@ def test_embedded_serve_trains_predicts_and_rolls_back(served):
 def test_cli_help_is_fast_and_lists_commands():
     started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-m", "core.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, check=True
     )
     assert time.monotonic() - started < 5
     for cmd in ("serve", "worker", "migrate", "learners", "upload", "predict", "history", "keys", "bench"):
         assert cmd in out.stdout
-    probe = "import core.cli, sys; core.cli.build_parser(); print('torch' in sys.modules)"
+    probe = "import cli.main, sys; cli.main.build_parser(); print('torch' in sys.modules)"
     assert (
         subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT).stdout.strip()
         == "False"

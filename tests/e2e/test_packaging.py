@@ -27,7 +27,7 @@ import httpx
 from benchmarks.serve import start_serve
 from tests.service.support import ADMIN, ROOT, TINY, auth, digits, npz_bytes, wait_job
 
-PACKAGES = ("dgm", "core", "service", "worker", "benchmarks")  # what pyproject.toml ships
+PACKAGES = ("dgm", "core", "service", "worker", "cli", "benchmarks")  # what pyproject.toml ships
 # Imported only by scripts that say how to get them; not by `dgm serve`, `dgm worker` or `dgm bench`.
 OPTIONAL = {
     "selenium": "benchmarks/screenshot_dashboard.py, a maintainer's script that also needs chromium",

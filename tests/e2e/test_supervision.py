@@ -54,7 +54,7 @@ def test_supervision_killed_worker_restarts_and_a_task_uploaded_meanwhile_trains
     for key in ("DGM_DATABASE_URL", "DGM_BROKER_URL", "DGM_ARTIFACT_DIR", "DGM_QUEUE"):
         env.pop(key, None)
     serve = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "serve", "--port", str(port)], env=env, cwd=tmp_path,
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)], env=env, cwd=tmp_path,
         stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

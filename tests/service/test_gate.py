@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from core.cli import main as dgm
+from cli.main import main as dgm
 from core.settings import Settings
 from tests.service.live import live_server
 from tests.service.support import ADMIN, auth, digits, snapshot, upload, wait_job

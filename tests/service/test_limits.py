@@ -102,7 +102,7 @@ def api_processes(env: dict[str, str], folder: Path, count: int) -> Iterator[lis
     try:
         for i in range(count):
             port, log = free_port(), folder / f"api-{i}.log"
-            cmd = [sys.executable, "-m", "core.cli", "serve", "--no-worker", "--port", str(port)]
+            cmd = [sys.executable, "-m", "cli", "serve", "--no-worker", "--port", str(port)]
             proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
             procs.append((proc, log))
             clients.append(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60))

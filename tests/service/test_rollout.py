@@ -315,7 +315,7 @@ def test_predict_version_query_parameter_for_every_body_type(client: TestClient,
 def dgm(url: str, *argv: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, DGM_URL=url, DGM_KEY=ADMIN, PYTHONPATH=str(ROOT))
     env.pop("DGM_ADMIN_KEY", None)
-    cmd = [sys.executable, "-m", "core.cli", *argv]
+    cmd = [sys.executable, "-m", "cli", *argv]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -111,7 +111,7 @@ def test_logs_api_json_lines(settings: Settings):
     sock.close()
     env = {**settings_env(settings), "DGM_LOG_JSON": "1", "DGM_ADMIN_KEY": ADMIN, "DGM_SWEEP_INTERVAL_S": "0"}
     log = settings.data_dir / "api-json.log"
-    cmd = [sys.executable, "-m", "core.cli", "serve", "--no-worker", "--port", str(port)]
+    cmd = [sys.executable, "-m", "cli", "serve", "--no-worker", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         wait_for_text(log, "Application startup complete", proc, timeout=60)
