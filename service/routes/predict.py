@@ -133,7 +133,7 @@ def _json_body(raw: bytes) -> PredictRequest:
         return PredictRequest.model_validate(json.loads(raw))
     except RecursionError as exc:
         raise InvalidInput('the JSON body is nested too deeply to parse; send {"images": [...]}') from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f'the body is not valid JSON ({exc}); send {{"images": [...]}}') from exc
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])

@@ -175,6 +175,17 @@ def test_predict_bad_input_is_4xx(client: TestClient, trained: str, case):
     assert words in r.json()["detail"], r.json()
 
 
+def test_predict_body_that_is_not_utf8_is_400(client: TestClient, trained: str):
+    """Bytes that are no text at all (schemathesis found a 500 here): a 400 that says the body is not JSON."""
+    r = client.post(
+        f"/v1/learners/{trained}/predict?version=1",
+        content=b"\xff\x6c\xfe\x40\x2d\xfd",
+        headers={**auth(), "content-type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    assert "not valid JSON" in r.json()["detail"]
+
+
 def test_predict_unknown_learner_and_untrained_learner(client: TestClient, make_learner):
     r = client.post("/v1/learners/nobody/predict", json={"images": [X[0].tolist()]}, headers=auth())
     assert r.status_code == 404 and r.json()["error"] == "UnknownLearner"
