@@ -23,6 +23,21 @@ from tests.service.support import TINY, auth, digits, npz_bytes, wait_job
 
 
 @pytest.fixture(scope="module")
+def trained(client: TestClient) -> str:
+    """This module's own learner with exactly one version (digits 0 and 1): the metadata tests count its
+    versions, so it must not be the session's shared learner, which the fuzzer may activate or alter."""
+    name = f"v2-{uuid.uuid4().hex[:6]}"
+    assert client.post("/v1/learners", json={**TINY, "name": name}, headers=auth()).status_code == 201
+    x, y = digits([0, 1])
+    r = client.post(
+        f"/v1/learners/{name}/tasks", files={"file": ("t.npz", npz_bytes(x=x, y=y))}, headers=auth()
+    )
+    assert r.status_code == 202, r.text
+    assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+    return name
+
+
+@pytest.fixture(scope="module")
 def server(pg_settings: Settings, client: TestClient) -> Iterator[str]:
     """A real HTTP server (the Triton client speaks HTTP/1.1 over a socket) sharing the test database."""
     sock = socket.socket()
