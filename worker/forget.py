@@ -31,7 +31,14 @@ from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task,
 from core.settings import Settings
 from core.storage import ArtifactStore
 from worker.progress import JobReporter
-from worker.train import LeaseLost, discard_unpublished, renew, verify_parent, write_version_files
+from worker.train import (
+    LeaseLost,
+    discard_unpublished,
+    renew,
+    verify_parent,
+    version_row,
+    write_version_files,
+)
 
 log = logging.getLogger(__name__)
 LAYERS = ("conv1", "conv2", "conv3")
@@ -240,31 +247,15 @@ def publish_forget(
 
 
 def new_version(plan: ForgetPlan, number: int, report: Any, facts: dict, files: dict) -> ModelVersion:
-    (ck_uri, ck_bytes, ck_sha), (cl_uri, cl_bytes, cl_sha) = files["checkpoint"], files["classifier"]
-    return ModelVersion(
-        learner_id=plan.learner_id,
-        number=number,
-        task_id=plan.task_id,
-        parent_id=plan.parent["id"] if plan.parent else None,
-        classes=list(report.classes),
-        checkpoint_uri=ck_uri,
-        checkpoint_sha256=ck_sha,
-        checkpoint_bytes=ck_bytes,
-        classifier_uri=cl_uri,
-        classifier_sha256=cl_sha,
-        classifier_bytes=cl_bytes,
-        parameters=report.parameters,
-        widths=report.widths,
+    return version_row(
+        plan, number, list(report.classes), report, facts, files,
         mask_usage={layer: 0.0 for layer in LAYERS},  # a forget task takes no mask
         units_added={layer: 0 for layer in LAYERS},
-        report=facts,
-        fidelity=facts.get("fidelity"),
-        train_seconds=report.seconds,
         active=True,
         activated_at=utcnow(),
         status="published",
         removed_classes=list(plan.labels),
-    )
+    )  # fmt: skip
 
 
 def activate_forgetting(s: Session, plan: ForgetPlan, version_id: int) -> None:

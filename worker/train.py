@@ -317,6 +317,33 @@ def write_version_files(store: ArtifactStore, learner: Any, plan: Plan, job_id: 
     return files
 
 
+def version_row(
+    plan: Any, number: int, classes: list[str], report: Any, facts: dict, files: dict, **fields
+) -> ModelVersion:
+    """The version row every publish writes (a learn task's and a forget task's): where its files are,
+    what the report says; `fields` adds what differs (mask usage, activation, status)."""
+    (ck_uri, ck_bytes, ck_sha), (cl_uri, cl_bytes, cl_sha) = files["checkpoint"], files["classifier"]
+    return ModelVersion(
+        learner_id=plan.learner_id,
+        number=number,
+        task_id=plan.task_id,
+        parent_id=plan.parent["id"] if plan.parent else None,
+        classes=classes,
+        checkpoint_uri=ck_uri,
+        checkpoint_sha256=ck_sha,
+        checkpoint_bytes=ck_bytes,
+        classifier_uri=cl_uri,
+        classifier_sha256=cl_sha,
+        classifier_bytes=cl_bytes,
+        parameters=report.parameters,
+        widths=report.widths,
+        report=facts,
+        fidelity=facts.get("fidelity"),
+        train_seconds=report.seconds,
+        **fields,
+    )
+
+
 def publish(
     settings: Settings,
     job_id: int,
@@ -355,31 +382,15 @@ def publish(
             s.scalar(select(func.max(ModelVersion.number)).where(ModelVersion.learner_id == plan.learner_id))
             or 0
         ) + 1
-        (ck_uri, ck_bytes, ck_sha), (cl_uri, cl_bytes, cl_sha) = files["checkpoint"], files["classifier"]
-        version = ModelVersion(
-            learner_id=plan.learner_id,
-            number=number,
-            task_id=plan.task_id,
-            parent_id=plan.parent["id"] if plan.parent else None,
-            classes=classes,
-            checkpoint_uri=ck_uri,
-            checkpoint_sha256=ck_sha,
-            checkpoint_bytes=ck_bytes,
-            classifier_uri=cl_uri,
-            classifier_sha256=cl_sha,
-            classifier_bytes=cl_bytes,
-            parameters=report.parameters,
-            widths=report.widths,
+        version = version_row(
+            plan, number, classes, report, facts, files,
             mask_usage=report.mask_usage,
             units_added=report.units_added,
-            report=facts,
-            fidelity=facts.get("fidelity"),
-            train_seconds=report.seconds,
             active=live,
             status="published" if live else "held",
             hold_reasons=gate.hold_reasons(verdict),
             activated_at=now if live else None,
-        )
+        )  # fmt: skip
         s.add(version)
         s.flush()
         for task_id, (acc, n) in accuracy.items():
