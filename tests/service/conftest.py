@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from core.settings import Settings
 from service.app import create_app
-from tests.service.support import ADMIN, REDIS, TINY, auth, pg_schema, start_worker, stop, wait_job
+from tests.service.support import ADMIN, REDIS, TINY, auth, pg_schema, start_worker, stop
 
 MAX_UPLOAD = 2 * 2**20
 MAX_UNPACKED = 16 * 2**20
@@ -67,14 +67,6 @@ def make_learner(client: TestClient):
 @pytest.fixture(scope="session")
 def trained(client: TestClient) -> str:
     """A learner that has learned digits 0 and 1 (version 1)."""
-    from tests.service.support import digits, npz_bytes
+    from tests.service.support import learned
 
-    name = f"trained-{uuid.uuid4().hex[:6]}"
-    assert client.post("/v1/learners", json={**TINY, "name": name}, headers=auth()).status_code == 201
-    x, y = digits([0, 1])
-    r = client.post(
-        f"/v1/learners/{name}/tasks", files={"file": ("t.npz", npz_bytes(x=x, y=y))}, headers=auth()
-    )
-    assert r.status_code == 202, r.text
-    assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
-    return name
+    return learned(client, "trained", [0, 1])

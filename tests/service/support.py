@@ -170,3 +170,19 @@ def snapshot(settings: Settings) -> tuple[dict[str, int], list[str]]:
         }
     engine.dispose()
     return counts, ArtifactStore(settings.artifacts).files()
+
+
+def learned(client: Any, prefix: str, *tasks: list[int]) -> str:
+    """A new TINY learner that has learned each of `tasks` (digit lists), one version per task."""
+    import uuid
+
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    assert client.post("/v1/learners", json={**TINY, "name": name}, headers=auth()).status_code == 201
+    for classes in tasks:
+        x, y = digits(classes)
+        r = client.post(
+            f"/v1/learners/{name}/tasks", files={"file": ("t.npz", npz_bytes(x=x, y=y))}, headers=auth()
+        )
+        assert r.status_code == 202, r.text
+        assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+    return name

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections import Counter
 
 import numpy as np
@@ -18,23 +17,14 @@ from fastapi.testclient import TestClient
 
 from core.settings import Settings
 from tests.service.live import live_server
-from tests.service.support import ADMIN, ROOT, TINY, auth, digits, npz_bytes, png_bytes, wait_job
+from tests.service.support import ADMIN, ROOT, auth, digits, learned, png_bytes
 from tests.service.test_metrics import delta, scrape
 
 
 @pytest.fixture(scope="module")
 def learner(client: TestClient) -> str:
     """Version 1 (digits 0, 1) and version 2 (adds 2, 3); each test starts from reset()."""
-    name = f"ro-{uuid.uuid4().hex[:6]}"
-    assert client.post("/v1/learners", json={**TINY, "name": name}, headers=auth()).status_code == 201
-    for classes in ([0, 1], [2, 3]):
-        x, y = digits(classes)
-        r = client.post(
-            f"/v1/learners/{name}/tasks", files={"file": ("t.npz", npz_bytes(x=x, y=y))}, headers=auth()
-        )
-        assert r.status_code == 202, r.text
-        assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
-    return name
+    return learned(client, "ro", [0, 1], [2, 3])
 
 
 def reset(client: TestClient, name: str) -> None:

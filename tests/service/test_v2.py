@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from core.settings import Settings
 from service.app import create_app
-from tests.service.support import TINY, auth, digits, npz_bytes, wait_job
+from tests.service.support import TINY, auth, digits, learned, npz_bytes, wait_job
 
 # headers=auth() each call: tritonclient adds its own entries to the dict it is given
 
@@ -26,15 +26,7 @@ from tests.service.support import TINY, auth, digits, npz_bytes, wait_job
 def trained(client: TestClient) -> str:
     """This module's own learner with exactly one version (digits 0 and 1): the metadata tests count its
     versions, so it must not be the session's shared learner, which the fuzzer may activate or alter."""
-    name = f"v2-{uuid.uuid4().hex[:6]}"
-    assert client.post("/v1/learners", json={**TINY, "name": name}, headers=auth()).status_code == 201
-    x, y = digits([0, 1])
-    r = client.post(
-        f"/v1/learners/{name}/tasks", files={"file": ("t.npz", npz_bytes(x=x, y=y))}, headers=auth()
-    )
-    assert r.status_code == 202, r.text
-    assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
-    return name
+    return learned(client, "v2", [0, 1])
 
 
 @pytest.fixture(scope="module")
