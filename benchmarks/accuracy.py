@@ -35,11 +35,11 @@ import numpy as np
 import torch
 
 from benchmarks.machine import describe
+from core.images import SAMPLES_PER_CLASS, render_grid
 from dgm import Learner, LearnerConfig
 from dgm.baselines import PlainClassifier
 from dgm.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, class_incremental, load_mnist_like, select
 from dgm.train import TaskTrainer, budget
-from service.routes.versions import SAMPLES_PER_CLASS, render_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 # Beside a checkout, the committed results; from an installed package, the working directory.

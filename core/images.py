@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from core.errors import CorruptFile, InvalidInput
 
 MAX_PIXELS = 4096 * 4096  # per image; refuses decompression bombs before decoding
 FORMATS = ("PNG", "JPEG")
+SAMPLES_PER_CLASS = 8  # columns of a version's samples.png
+CELL = 48  # pixels per sample in the grid
+LABEL_WIDTH = 96
 
 
 def decode_image(data: bytes, image_shape: tuple[int, int, int], name: str, resize: bool) -> np.ndarray:
@@ -97,3 +100,21 @@ def resize_batch(x: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray
         arr = np.asarray(pil, dtype=np.uint8)
         out.append(arr[None] if c == 1 else arr.transpose(2, 0, 1))
     return np.stack(out)
+
+
+def render_grid(samples: dict[str, np.ndarray]) -> bytes:
+    """One row per class: its name, then its samples (n x C x H x W floats in [0, 1]) scaled to CELL."""
+    grid = Image.new("RGB", (LABEL_WIDTH + SAMPLES_PER_CLASS * CELL, CELL * len(samples)), "white")
+    draw = ImageDraw.Draw(grid)
+    for row, (label, imgs) in enumerate(samples.items()):
+        draw.text((4, row * CELL + CELL // 2 - 6), label[:14], fill="black")
+        for col, img in enumerate(imgs):
+            arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+            tile = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+            grid.paste(
+                tile.convert("RGB").resize((CELL, CELL), Image.Resampling.NEAREST),
+                (LABEL_WIDTH + col * CELL, row * CELL),
+            )
+    buf = io.BytesIO()
+    grid.save(buf, format="PNG")
+    return buf.getvalue()

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from PIL import Image, ImageDraw
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.errors import ArtifactCorrupt
+from core.images import SAMPLES_PER_CLASS, render_grid
 from core.orm import Learner, ModelVersion, utcnow
 from core.schemas import VersionRead
 from service.classifiers import refuse_purged
@@ -22,10 +20,6 @@ from service.deps import AdminKey, AnyKey, SessionDep
 from service.views import get_learner, get_version, versions_read
 
 router = APIRouter(prefix="/v1/learners", tags=["versions"])
-
-SAMPLES_PER_CLASS = 8
-CELL = 48  # pixels per sample in the grid
-LABEL_WIDTH = 96
 
 
 class GridCache:
@@ -114,21 +108,3 @@ def _samples_png(request: Request, name: str, number: int) -> bytes:
     png = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
     grids.put(vid, png)
     return png
-
-
-def render_grid(samples: dict[str, np.ndarray]) -> bytes:
-    """One row per class: its name, then its samples (n x C x H x W floats in [0, 1]) scaled to CELL."""
-    grid = Image.new("RGB", (LABEL_WIDTH + SAMPLES_PER_CLASS * CELL, CELL * len(samples)), "white")
-    draw = ImageDraw.Draw(grid)
-    for row, (label, imgs) in enumerate(samples.items()):
-        draw.text((4, row * CELL + CELL // 2 - 6), label[:14], fill="black")
-        for col, img in enumerate(imgs):
-            arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
-            tile = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-            grid.paste(
-                tile.convert("RGB").resize((CELL, CELL), Image.Resampling.NEAREST),
-                (LABEL_WIDTH + col * CELL, row * CELL),
-            )
-    buf = io.BytesIO()
-    grid.save(buf, format="PNG")
-    return buf.getvalue()

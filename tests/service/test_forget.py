@@ -21,7 +21,7 @@ from core.settings import Settings
 from tests.service.support import ADMIN, DIGITS_X, DIGITS_Y, TINY, auth, npz_bytes, wait_job
 
 NAMES = {0: "nought", 1: "unus", 2: "deux", 3: "trois"}
-CELL = 48  # pixels per row of samples.png (service/routes/versions.py)
+CELL = 48  # pixels per row of samples.png (core/images.py)
 
 
 def word_digits(digits: list[int], per_class: int = 24, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
