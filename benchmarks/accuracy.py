@@ -323,6 +323,10 @@ def time_masked_step(args, shape, variant="dgmw", repeats=20) -> dict:
     """Seconds per training step (D and G) with masks, and the same network with masking switched off."""
     from dgm.networks import Discriminator
 
+    def sync() -> None:  # CUDA runs asynchronously: wait for the queued steps before reading the clock
+        if learner.device.type == "cuda":
+            torch.cuda.synchronize()
+
     torch.set_flush_denormal(True)  # as Learner.learn_task does: subnormals make CPU steps ~15x slower
     learner = Learner(dgm_config(args, variant, shape), seed=0, device=args.device)
     cfg, gen = learner.config, learner.generator
@@ -338,9 +342,11 @@ def time_masked_step(args, shape, variant="dgmw", repeats=20) -> dict:
         gen.masking = masking
         for _ in range(3):
             trainer.step(x, y, empty_x, empty_y, 0, 100.0, 1000.0)
+        sync()
         started = time.perf_counter()
         for _ in range(repeats):
             trainer.step(x, y, empty_x, empty_y, 0, 100.0, 1000.0)
+        sync()
         out.setdefault("masked" if masking else "unmasked", []).append(
             (time.perf_counter() - started) / repeats
         )
@@ -353,11 +359,19 @@ def time_masked_step(args, shape, variant="dgmw", repeats=20) -> dict:
         "ratio": masked / unmasked,
         "target_ratio": TARGETS["masked_step_ratio"],
         "threads": torch.get_num_threads(),
+        "device": run_device(args),
         "date": describe()["date"],
     }
 
 
 # ----- summary and targets ---------------------------------------------------------------------
+def run_device(args) -> str:
+    """Where the run trained: the learner's default is CUDA when present (dgm.Learner)."""
+    if args.device:
+        return torch.device(args.device).type
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def run_key(run: dict) -> tuple:
     return (run["protocol"], run["train_per_class"], run["seed"], run["method"])
 
@@ -396,7 +410,9 @@ def summarise(runs: list[dict]) -> list[dict]:
         group.sort(key=lambda r: r["seed"])
         finals = [r["A_final"] for r in group]
         a_t = np.array([r["A_t"] for r in group])
-        secs = [float(np.mean(r["seconds_per_task"])) for r in group]
+        # seconds from CPU runs where the group has any: a GPU seed must not lower a CPU figure
+        timed = [r for r in group if r.get("device", "cpu") == "cpu"] or group
+        secs = [float(np.mean(r["seconds_per_task"])) for r in timed]
         rows.append(
             {
                 "protocol": protocol,
@@ -436,6 +452,11 @@ def summarise(runs: list[dict]) -> list[dict]:
                 ),
                 "seconds_per_task": _mean(secs),
                 "seconds_per_task_sd": _sd(secs),
+                "seconds_device": timed[0].get("device", "cpu"),
+                "devices": {
+                    d: [r["seed"] for r in group if r.get("device", "cpu") == d]
+                    for d in sorted({r.get("device", "cpu") for r in group})
+                },
                 "epochs_per_task": group[0].get("epochs_per_task"),
                 "batches_per_task": group[0].get("batches_per_task"),
                 # the DGM budget of each task: its own steps, or the one a baseline was matched to
@@ -779,6 +800,7 @@ def run_one(args, pool: dict, shape, seed: int, size: int, protocol: str, method
         **res,
         "seconds": round(time.perf_counter() - started, 1),
         "threads": torch.get_num_threads(),
+        "device": run_device(args),
         "date": describe()["date"],
     }
     print(
