@@ -128,7 +128,8 @@ class Generator(nn.Module):
             if s is None:
                 return [masks.binarise(e).float() for e in self.embedding]
             return [masks.soft_mask(e, s) for e in self.embedding]
-        return [m.float() for m in self.task_masks[task]]
+        device = self.weights[0].device  # frozen masks live on the CPU (checkpoints, unions)
+        return [m.to(device).float() for m in self.task_masks[task]]
 
     def forward(self, noise: torch.Tensor, classes: torch.Tensor, task: int, s: float | None = None):
         """noise (N, nz), classes (N,) global class ids all of `task` -> images (N, nc, 32, 32) in [-1, 1].
