@@ -49,6 +49,14 @@ def test_reserved_weights_bit_identical_after_next_task(digits, variant):
 
 @pytest.mark.parametrize("variant", ["dgmw", "dgma"])
 def test_masks_binarise_at_s_max(digits, variant):
+    """What the task trained (soft masks at s_max) is what is served (the binarised masks).
+
+    A mask entry whose task loss and sparsity cost balance sits at a fixed soft value whatever s is
+    (its e shrinks as 1/s), so an entry can end between 0.05 and 0.95. DGMa's tiny preset has 28 units,
+    where one such unit is 3.6% of the entries (issue 9 saw it on a fresh machine): the fraction is
+    checked on DGMw's thousands of weight entries, and for both variants the served generator must draw
+    what the trained one drew.
+    """
     learner = tiny_learner(variant, epochs=8)
     x, y = task_data(digits, [0, 1], per_class=60)
     seen = {}
@@ -61,7 +69,17 @@ def test_masks_binarise_at_s_max(digits, variant):
     learner.learn_task(x, y, progress=grab)
     soft = torch.cat([m.flatten() for m in seen["soft"]])
     between = ((soft > 0.05) & (soft < 0.95)).float().mean().item()
-    assert between < 0.01, f"{between:.2%} of mask entries are not binary at s_max"
+    if variant == "dgmw":
+        assert between < 0.01, f"{between:.2%} of mask entries are not binary at s_max"
+    gen = learner.generator
+    binary = gen.task_masks[0]
+    served = generate(gen, [0, 1], 200, torch.Generator().manual_seed(1))
+    gen.task_masks[0] = seen["soft"]  # the network as it was trained at the end of the anneal
+    trained = generate(gen, [0, 1], 200, torch.Generator().manual_seed(1))
+    gen.task_masks[0] = binary
+    per_image = (served - trained).abs().mean((1, 2, 3))
+    assert per_image.max() < 0.05, f"binarising changed an image by {per_image.max():.3f} (pixels in [-1, 1])"
+    assert per_image.mean() < 0.02, f"binarising changed the samples by {per_image.mean():.3f} on average"
 
 
 @pytest.mark.parametrize("variant", ["dgmw", "dgma"])
