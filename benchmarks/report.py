@@ -54,11 +54,17 @@ def accuracy_table(path: Path = RESULTS / "accuracy.json") -> str:
             f"| {r['protocol']} | {r['train_per_class'] or 'all'} | {r['method']} | {len(r['seeds'])} | "
             f"{curve} | **{_pm(r['final_a_mean'], r['final_a_sd'])}** | {_num(r['min_old_class_acc'])} | "
             f"{_num(r['min_fidelity'])} | {_num(r['generator_growth'], '{:.2f}x')} | "
-            f"{_num(r['total_growth'], '{:.2f}x')} | {_num(r['seconds_per_task'], '{:.0f}')} |"
+            f"{_num(r['total_growth'], '{:.2f}x')} | {_secs(r)} |"
         )
     lines.append("")
     lines += targets_lines(res)
     return "\n".join(lines)
+
+
+def _secs(row: dict) -> str:
+    """Seconds per task, marked where they are not CPU seconds (GPU runs are ~10x faster)."""
+    device = row.get("seconds_device", "cpu")
+    return _num(row["seconds_per_task"], "{:.0f}") + ("" if device == "cpu" else f" ({device})")
 
 
 def targets_lines(res: dict) -> list[str]:
@@ -88,16 +94,34 @@ def ablation_table(path: Path = RESULTS / "accuracy.json") -> str:
         for r in [base] * (base is not None) + [r for r in group if r.get("lever")]:
             delta = "-"
             if r is not base and base is not None and r["final_a_mean"] is not None:
-                delta = f"{r['final_a_mean'] - base['final_a_mean']:+.3f}"
+                delta = paired_delta(res["runs"], r, panel)
             what = "all levers on" if r is base else f"`{r['lever']}`: {r['lever_description']}"
             lines.append(
                 f"| {r['protocol']} | {r['train_per_class'] or 'all'} | {what} | "
                 f"{'`' + json.dumps(r['overrides']) + '`' if r['overrides'] else '-'} | {len(r['seeds'])} | "
                 f"**{_pm(r['final_a_mean'], r['final_a_sd'])}** | {delta} | {_num(r['min_old_class_acc'])} | "
                 f"{_num(r['min_fidelity'])} | {_num(r['generator_growth'], '{:.2f}x')} | "
-                f"{_num(r['seconds_per_task'], '{:.0f}')} |"
+                f"{_secs(r)} |"
             )
     return "\n".join(lines)
+
+
+def paired_delta(runs: list[dict], row: dict, panel: tuple) -> str:
+    """Lever minus DGMw final A on the same seeds, with where each ran: '+0.040 (s0 cuda/cpu)'."""
+
+    def finals(method: str) -> dict[int, dict]:
+        return {
+            r["seed"]: r for r in runs
+            if (r["protocol"], r["train_per_class"]) == panel and r["method"] == method
+        }  # fmt: skip
+
+    lever, base = finals(row["method"]), finals("dgmw")
+    seeds = sorted(set(lever) & set(base))
+    if not seeds:
+        return "-"
+    diff = sum(lever[s]["A_final"] - base[s]["A_final"] for s in seeds) / len(seeds)
+    where = ", ".join(f"s{s} {lever[s].get('device', 'cpu')}/{base[s].get('device', 'cpu')}" for s in seeds)
+    return f"{diff:+.3f} ({where})"
 
 
 def legacy_accuracy_table(res: dict) -> str:
