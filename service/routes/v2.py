@@ -26,13 +26,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import AppError
 from core.orm import Learner, ModelVersion
-from service.classifiers import served
-from service.deps import PredictKey
-from service.rollout import choose, record_answer, score_shadow
-from service.routes import health
+from core.settings import Settings
+from service.deps import CeleryDep, PredictKey, RateLimiterDep, ServingDep, SessionsDep, SettingsDep, StoreDep
+from service.limits import RateLimiter, identity
+from service.rollout import Choice, Serving, choose, record_answer, score_shadow
 from service.uploads import read_body
 from service.v2codec import (
     EXTENSIONS,
@@ -46,7 +47,7 @@ from service.v2codec import (
     v2_error,
     version_number,
 )
-from service.views import get_learner, get_version, learner_named
+from service.views import get_learner, get_version, learner_named, readiness
 
 
 class V2Route(APIRoute):
@@ -83,44 +84,54 @@ def live() -> dict[str, bool]:
 
 
 @router.get("/health/ready")
-def ready(request: Request) -> JSONResponse:
+def ready(settings: SettingsDep, sessions: SessionsDep, celery: CeleryDep, store: StoreDep) -> JSONResponse:
     """Ready when the database, broker and artifact store answer (the checks of /readyz)."""
-    return health.readyz(request)
+    body, ok = readiness(settings, sessions, celery, store)
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 # ----- models: the predict scope ---------------------------------------------------------------
 @router.get("/models/{name}", dependencies=[PredictKey])
-def model_metadata(name: str, request: Request) -> dict[str, Any]:
-    return metadata(request, name, None)
+def model_metadata(name: str, sessions: SessionsDep) -> dict[str, Any]:
+    return metadata(sessions, name, None)
 
 
 @router.get("/models/{name}/versions/{version}", dependencies=[PredictKey])
-def version_metadata(name: str, version: str, request: Request) -> dict[str, Any]:
-    return metadata(request, name, version_number(version))
+def version_metadata(name: str, version: str, sessions: SessionsDep) -> dict[str, Any]:
+    return metadata(sessions, name, version_number(version))
 
 
 @router.get("/models/{name}/ready", dependencies=[PredictKey])
-def model_ready(name: str, request: Request) -> dict[str, Any]:
-    return readiness(request, name, None)
+def model_ready(name: str, serving: ServingDep) -> dict[str, Any]:
+    return readiness_of(serving, name, None)
 
 
 @router.get("/models/{name}/versions/{version}/ready", dependencies=[PredictKey])
-def version_ready(name: str, version: str, request: Request) -> dict[str, Any]:
-    return readiness(request, name, version_number(version))
+def version_ready(name: str, version: str, serving: ServingDep) -> dict[str, Any]:
+    return readiness_of(serving, name, version_number(version))
 
 
 @router.post("/models/{name}/infer", dependencies=[PredictKey], openapi_extra=INFER_DOC)
-async def infer(name: str, request: Request) -> Response:
-    return await run_inference(request, name, None)
+async def infer(
+    name: str, request: Request, settings: SettingsDep, serving: ServingDep, limiter: RateLimiterDep
+) -> Response:
+    return await run_inference(request, settings, serving, limiter, name, None)
 
 
 @router.post("/models/{name}/versions/{version}/infer", dependencies=[PredictKey], openapi_extra=INFER_DOC)
-async def infer_version(name: str, version: str, request: Request) -> Response:
-    return await run_inference(request, name, version_number(version))
+async def infer_version(
+    name: str,
+    version: str,
+    request: Request,
+    settings: SettingsDep,
+    serving: ServingDep,
+    limiter: RateLimiterDep,
+) -> Response:
+    return await run_inference(request, settings, serving, limiter, name, version_number(version))
 
 
-def metadata(request: Request, name: str, number: int | None) -> dict[str, Any]:
-    with request.app.state.sessions() as s:
+def metadata(sessions: sessionmaker[Session], name: str, number: int | None) -> dict[str, Any]:
+    with sessions() as s:
         learner = get_learner(s, name)
         if number is None:
             numbers = s.scalars(
@@ -133,36 +144,44 @@ def metadata(request: Request, name: str, number: int | None) -> dict[str, Any]:
     return metadata_body(learner.name, list(numbers), tuple(learner.image_shape))
 
 
-def readiness(request: Request, name: str, number: int | None) -> dict[str, Any]:
+def readiness_of(serving: Serving, name: str, number: int | None) -> dict[str, Any]:
     """Ready when the version (default: the active one) exists and its classifier loads."""
-    version, _ = served(request, learner_named(request, name), number)
+    version, _ = serving.served(learner_named(serving.sessions, name), number)
     return {"name": name, "version": str(version.number), "ready": True}
 
 
 # ----- inference -------------------------------------------------------------------------------
-async def run_inference(request: Request, name: str, number: int | None) -> Response:
-    settings = request.app.state.settings
+async def run_inference(
+    request: Request,
+    settings: Settings,
+    serving: Serving,
+    limiter: RateLimiter,
+    name: str,
+    number: int | None,
+) -> Response:
     raw = await read_body(request, settings.max_upload_bytes)
-    learner = await run_in_threadpool(learner_named, request, name)
+    learner = await run_in_threadpool(learner_named, serving.sessions, name)
     # Parsing a large JSON tensor takes long: off the event loop, so other requests keep being answered
     req, binary = await run_in_threadpool(split_body, raw, request.headers.get(HEADER_LENGTH))
     shape = tuple(learner.image_shape)
     x = await run_in_threadpool(parse_input, req, binary, shape, settings.max_predict_images)
     wanted = requested_outputs(req)
-    await request.app.state.rate_limiter.charge_async(request, "predict", len(x))
-    choice, classes, probs = await run_in_threadpool(classify, request, learner, number, x)
+    await limiter.charge_async(identity(request), "predict", len(x))
+    choice, classes, probs = await run_in_threadpool(classify, serving, learner, number, x)
     version, served_by = choice.version.number, choice.served_by
     response = infer_response(learner.name, version, served_by, req, wanted, classes, probs)
-    record_answer(request, learner.name, choice, len(x))
+    record_answer(serving.metrics, learner.name, choice, len(x))
     return response
 
 
-def classify(request: Request, learner: Learner, number: int | None, x: np.ndarray) -> tuple:
+def classify(
+    serving: Serving, learner: Learner, number: int | None, x: np.ndarray
+) -> tuple[Choice, list[str], np.ndarray]:
     """(the rollout's Choice, class names, N x K softmax scores), through the API's classifier cache.
 
     `number` (the path's version) pins a version; without it a canary or shadow rollout applies."""
-    choice = choose(request, learner, number)
+    choice = choose(serving, learner, number)
     probs = choice.clf.scores(x)
     classes = list(choice.clf.classes)
-    score_shadow(request, learner.name, choice, x, [classes[j] for j in probs.argmax(1)])
+    score_shadow(serving.metrics, learner.name, choice, x, [classes[j] for j in probs.argmax(1)])
     return choice, classes, probs
