@@ -2,9 +2,9 @@
 rate limiter, the metrics) as typed `Annotated` aliases, a database session per request, API-key scopes
 and learner scope.
 
-Routes and helpers take what they use (`store: StoreDep`, `sessions: SessionsDep`), never the whole
-`Request` to reach `app.state`; a route takes `Request` only for what the request itself carries (its
-body, headers, cookies or path).
+A route declares what it uses (`store: StoreDep`, `sessions: SessionsDep`) and hands its helpers just
+that; neither takes the whole `Request` to reach `app.state`. A route takes `Request` only for what the
+request itself carries (its body, headers, cookies or query string).
 """
 
 from __future__ import annotations
