@@ -20,12 +20,13 @@ from core.storage import ArtifactStore
 from core.sweeper import start_sweeper
 from service.classifiers import ClassifierCache, serving_device
 from service.limits import BodyLimit, RateLimiter
-from service.metrics import Metrics, MetricsMiddleware, metrics_router
+from service.metrics import Metrics, MetricsMiddleware
 from service.rollout import CanarySplit
 from service.routes import dashboard, health, jobs, keys, learners, plots, predict, rollout, tasks, versions
 from service.routes.forget import router as forget_router
+from service.routes.metrics import metrics_router
 from service.routes.v2 import router as v2_router
-from service.routes.versions import GridCache
+from service.versions import GridCache
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import ArtifactCorrupt, VersionPurged
 from core.orm import Learner, ModelVersion
@@ -36,11 +36,13 @@ def serving_device(name: str) -> str:
     return name
 
 
-def served(request: Request, learner: Learner, number: int | None) -> tuple[ModelVersion, Any]:
+def served(
+    sessions: sessionmaker[Session], cache: ClassifierCache, learner: Learner, number: int | None
+) -> tuple[ModelVersion, Any]:
     """Version `number` of `learner` (None: the active one) and its classifier, through the app's cache."""
-    with request.app.state.sessions() as s:
+    with sessions() as s:
         version = get_version(s, learner, number)
-    return version, request.app.state.classifiers.get(version)
+    return version, cache.get(version)
 
 
 def refuse_purged(version: ModelVersion) -> None:

@@ -1,21 +1,33 @@
-"""Dependencies: settings, a database session per request, the artifact store, API-key scopes and learner
-scope."""
+"""Dependencies: what the app holds (settings, sessions, the artifact store, the caches, the broker, the
+rate limiter, the metrics) as typed `Annotated` aliases, a database session per request, API-key scopes
+and learner scope.
+
+A route declares what it uses (`store: StoreDep`, `sessions: SessionsDep`) and hands its helpers just
+that; neither takes the whole `Request` to reach `app.state`. A route takes `Request` only for what the
+request itself carries (its body, headers, cookies or query string).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
+from celery import Celery
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import Forbidden, Unauthorized
 from core.keys import BOOTSTRAP, Principal, authenticate, is_key
 from core.orm import Job, Learner
 from core.settings import Settings
 from core.storage import ArtifactStore
+from service.classifiers import ClassifierCache
+from service.limits import RateLimiter
+from service.metrics import Metrics
+from service.rollout import CanarySplit, Serving
+from service.versions import GridCache
 from service.views import unknown_job, unknown_learner
 
 
@@ -31,13 +43,56 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
+async def get_sessions(request: Request) -> sessionmaker[Session]:
+    """The session factory, for work in the thread pool that opens short sessions of its own."""
+    return request.app.state.sessions
+
+
 async def get_store(request: Request) -> ArtifactStore:
     return request.app.state.store
 
 
+async def get_classifiers(request: Request) -> ClassifierCache:
+    return request.app.state.classifiers
+
+
+async def get_sample_grids(request: Request) -> GridCache:
+    return request.app.state.sample_grids
+
+
+async def get_canary_split(request: Request) -> CanarySplit:
+    return request.app.state.canary_split
+
+
+async def get_rate_limiter(request: Request) -> RateLimiter:
+    return request.app.state.rate_limiter
+
+
+async def get_celery(request: Request) -> Celery:
+    return request.app.state.celery
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def get_serving(request: Request) -> Serving:
+    """What the predict paths use, in one dependency (one resolution per call on the hot path)."""
+    state = request.app.state
+    return Serving(state.sessions, state.classifiers, state.canary_split, state.metrics)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_db)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+ClassifiersDep = Annotated[ClassifierCache, Depends(get_classifiers)]
+SampleGridsDep = Annotated[GridCache, Depends(get_sample_grids)]
+CanarySplitDep = Annotated[CanarySplit, Depends(get_canary_split)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
 
 
 def require(scope: str | None, every_learner: bool = False) -> Callable[..., Any]:
@@ -50,18 +105,17 @@ def require(scope: str | None, every_learner: bool = False) -> Callable[..., Any
     `every_learner`: the route shows every learner at once (e.g. /metrics) and needs an unscoped key.
     """
 
-    async def check(request: Request) -> Principal:
+    async def check(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Principal:
         header = request.headers.get("authorization", "")
         kind, _, key = header.partition(" ")
         key = key.strip()
         if kind.lower() != "bearer" or not key:
             raise Unauthorized("missing API key; send 'Authorization: Bearer <key>'")
-        settings: Settings = request.app.state.settings
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         if admin and is_key(key, admin):
             who = BOOTSTRAP  # the bootstrap key: no database round trip
         else:
-            who = await run_in_threadpool(_lookup, request, key)
+            who = await run_in_threadpool(_lookup, sessions, key)
         if not who.has(scope):
             raise Forbidden(f"this API key lacks the '{scope}' scope; ask an admin for a key that has it")
         if every_learner and who.learners is not None:
@@ -70,7 +124,7 @@ def require(scope: str | None, every_learner: bool = False) -> Callable[..., Any
                 "use a key without a learner scope"
             )
         if who.learners is not None:
-            await run_in_threadpool(check_reach, request, who)
+            await run_in_threadpool(check_reach, sessions, request.path_params, who)
         request.state.principal = who
         return who
 
@@ -78,14 +132,14 @@ def require(scope: str | None, every_learner: bool = False) -> Callable[..., Any
     return check
 
 
-def _lookup(request: Request, key: str) -> Principal:
-    with request.app.state.sessions() as session:
+def _lookup(sessions: sessionmaker[Session], key: str) -> Principal:
+    with sessions() as session:
         return authenticate(session, key, None)
 
 
-def check_reach(request: Request, who: Principal) -> None:
-    """404 (the body of an unknown learner or job) when the path names a learner or job out of reach."""
-    params = request.path_params
+def check_reach(sessions: sessionmaker[Session], params: dict[str, Any], who: Principal) -> None:
+    """404 (the body of an unknown learner or job) when the path `params` name a learner or job out of
+    reach."""
     if "name" in params and not who.reaches(params["name"]):
         raise unknown_learner(params["name"])
     if "job_id" in params:
@@ -93,7 +147,7 @@ def check_reach(request: Request, who: Principal) -> None:
             job_id = int(params["job_id"])
         except ValueError:
             return  # the route's own validation answers 422
-        with request.app.state.sessions() as session:
+        with sessions() as session:
             name = session.scalar(
                 select(Learner.name).join(Job, Job.learner_id == Learner.id).where(Job.id == job_id)
             )

@@ -111,8 +111,9 @@ class RateLimiter:
         self._lock = threading.Lock()
         self.failovers = 0  # times Redis failed and this process counted alone
 
-    def charge(self, request: Request, kind: str, cost: int) -> None:
-        """Take `cost` from the quota `kind` of the request's API key, or refuse: 429 with Retry-After.
+    def charge(self, owner: str, kind: str, cost: int) -> None:
+        """Take `cost` from the quota `kind` of `owner` (the request's API key: `identity`), or refuse: 429
+        with Retry-After.
 
         Blocking (a Redis round trip in distributed mode): call it from the thread pool.
         """
@@ -126,7 +127,7 @@ class RateLimiter:
                 f"{window(item)} per API key ({setting}={self.texts[kind]}); "
                 f"send at most {item.amount} per call"
             )
-        who = (kind, identity(request))
+        who = (kind, owner)
         limiter = self._limiter()
         try:
             allowed = limiter.hit(item, *who, cost=cost)
@@ -142,14 +143,14 @@ class RateLimiter:
                 headers={"Retry-After": str(wait)},
             )
 
-    async def charge_async(self, request: Request, kind: str, cost: int) -> None:
+    async def charge_async(self, owner: str, kind: str, cost: int) -> None:
         """`charge` from the event loop: in the thread pool when it may wait on Redis."""
         if kind not in self.items:
             return
         if self._shared is self._local:
-            self.charge(request, kind, cost)  # memory: no I/O
+            self.charge(owner, kind, cost)  # memory: no I/O
         else:
-            await run_in_threadpool(self.charge, request, kind, cost)
+            await run_in_threadpool(self.charge, owner, kind, cost)
 
     def _limiter(self) -> MovingWindowRateLimiter:
         return self._local if time.monotonic() < self._down_until else self._shared

@@ -13,10 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -25,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.gate import held_by
 from core.liveness import workers
 from core.orm import Job, Learner, ModelVersion
-from service.deps import EveryLearnerAdminKey
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +87,6 @@ class Metrics:
         """agreement: (active label, candidate agreed) -> images."""
         for (label, agree), n in agreement.items():
             self.shadow.labels(learner, str(candidate), label, "true" if agree else "false").inc(n)
-
-
-def count_predictions(request: Request, learner: str, version: int, images: int) -> None:
-    """Called by the predict routes once a batch is classified."""
-    request.app.state.metrics.predicted(learner, version, images)
 
 
 class MetricsMiddleware:
@@ -274,16 +265,3 @@ def last_jobs(s: Any) -> list[tuple[str, dict[str, Any]]]:
         .order_by(Learner.name)
     ).all()
     return [(name, progress) for name, progress in rows if progress]
-
-
-def metrics_router(public: bool) -> APIRouter:
-    """GET /metrics. Public by default: Prometheus scrape targets rarely carry credentials, and nothing here
-    names data beyond learner names. DGM_METRICS_PUBLIC=false makes it an admin route."""
-    router = APIRouter(tags=["health"])
-
-    @router.get("/metrics", response_class=Response, dependencies=[] if public else [EveryLearnerAdminKey])
-    async def metrics(request: Request) -> Response:
-        body = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-    return router

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import AppError
 from core.orm import Learner, ModelVersion
-from service.classifiers import served
+from service.classifiers import ClassifierCache, served
+from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -68,47 +69,60 @@ class CanarySplit:
         return (n + 1) * p // 100 > n * p // 100
 
 
-def choose(request: Request, learner: Learner, pinned: int | None) -> Choice:
+@dataclass(frozen=True)
+class Serving:
+    """What answering a predict call takes from the app: sessions, the classifier cache, this process's
+    canary split and the metrics (one dependency for the predict paths, service/deps.py)."""
+
+    sessions: sessionmaker[Session]
+    classifiers: ClassifierCache
+    canary_split: CanarySplit
+    metrics: Metrics
+
+    def served(self, learner: Learner, number: int | None) -> tuple[ModelVersion, Any]:
+        return served(self.sessions, self.classifiers, learner, number)
+
+
+def choose(serving: Serving, learner: Learner, pinned: int | None) -> Choice:
     """The version that answers this request: the pinned one, the canary's pick, or the active one."""
     if pinned is not None:
-        version, clf = served(request, learner, pinned)
+        version, clf = serving.served(learner, pinned)
         return Choice(version, clf, "pinned")
-    candidate = _candidate(request, learner)
+    candidate = _candidate(serving.sessions, learner)
     if candidate is not None and learner.rollout == "canary":
-        split: CanarySplit = request.app.state.canary_split
-        if split.take(learner.id, candidate.id, learner.canary_percent or 0):
-            clf = _load(request, candidate)
+        if serving.canary_split.take(learner.id, candidate.id, learner.canary_percent or 0):
+            clf = _load(serving.classifiers, candidate)
             if clf is not None:
                 return Choice(candidate, clf, "candidate")
-    version, clf = served(request, learner, None)
+    version, clf = serving.served(learner, None)
     choice = Choice(version, clf, "active")
     if candidate is not None and learner.rollout == "shadow":
-        shadow = _load(request, candidate)
+        shadow = _load(serving.classifiers, candidate)
         choice.shadow = (candidate, shadow) if shadow is not None else None
     return choice
 
 
-def _candidate(request: Request, learner: Learner) -> ModelVersion | None:
+def _candidate(sessions: sessionmaker[Session], learner: Learner) -> ModelVersion | None:
     if learner.rollout not in MODES or learner.candidate_version_id in (None, learner.active_version_id):
         return None
-    with request.app.state.sessions() as s:
+    with sessions() as s:
         candidate = s.get(ModelVersion, learner.candidate_version_id)
     if candidate is None or candidate.status == "purged":
         return None
     return candidate
 
 
-def _load(request: Request, candidate: ModelVersion) -> Any:
+def _load(cache: ClassifierCache, candidate: ModelVersion) -> Any:
     """The candidate's classifier, or None when it cannot be loaded (the cache logs why)."""
     try:
-        return request.app.state.classifiers.get(candidate)
+        return cache.get(candidate)
     except AppError as exc:
         log.warning("rollout candidate version %s skipped: %s", candidate.number, exc.detail)
         return None
 
 
 def score_shadow(
-    request: Request, learner: str, choice: Choice, x: np.ndarray, labels: Sequence[str]
+    metrics: Metrics, learner: str, choice: Choice, x: np.ndarray, labels: Sequence[str]
 ) -> None:
     """Classify `x` with the shadow candidate and count agreement with `labels`, the active answers."""
     if choice.shadow is None:
@@ -120,11 +134,10 @@ def score_shadow(
         log.exception("shadow candidate version %s of %s failed", version.number, learner)
         return
     agreement = Counter((a, a == b) for a, b in zip(labels, other, strict=True))
-    request.app.state.metrics.shadowed(learner, version.number, agreement)
+    metrics.shadowed(learner, version.number, agreement)
 
 
-def record_answer(request: Request, learner: str, choice: Choice, images: int) -> None:
+def record_answer(metrics: Metrics, learner: str, choice: Choice, images: int) -> None:
     """Count the answer per version and reason (requests) and its images (dgm_predictions_total)."""
-    metrics = request.app.state.metrics
     metrics.predicted(learner, choice.version.number, images)
     metrics.answered(learner, choice.version.number, choice.served_by)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from celery import Celery
+from sqlalchemy import or_, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import UnknownJob, UnknownLearner, UnknownVersion
 from core.fidelity import rounded
+from core.keys import Principal
+from core.liveness import state_detail, workers
 from core.orm import Evaluation, Job, Learner, ModelVersion, Task
 from core.schemas import JobRead, LearnerRead, RolloutRead, TaskRead, VersionRead
+from core.settings import Settings
+from core.storage import ArtifactStore
 
 
 def unknown_learner(name: str) -> UnknownLearner:
@@ -31,10 +35,22 @@ def get_learner(session: Session, name: str) -> Learner:
     return learner
 
 
-def learner_named(request: Request, name: str) -> Learner:
+def learner_named(sessions: sessionmaker[Session], name: str) -> Learner:
     """`get_learner` in a short session of its own, for routes that work in the thread pool."""
-    with request.app.state.sessions() as s:
+    with sessions() as s:
         return get_learner(s, name)
+
+
+def reachable(session: Session, who: Principal) -> list[Learner]:
+    """The learners `who` reaches, oldest first."""
+    query = select(Learner).order_by(Learner.id)
+    if who.learners is not None:
+        exact = [e for e in who.learners if not e.endswith("*")]
+        prefixes = [e[:-1] for e in who.learners if e.endswith("*")]
+        query = query.where(
+            or_(Learner.name.in_(exact), *(Learner.name.startswith(p, autoescape=True) for p in prefixes))
+        )
+    return list(session.scalars(query))
 
 
 def get_version(session: Session, learner: Learner, number: int | None) -> ModelVersion:
@@ -90,6 +106,12 @@ def rollout_read(session: Session, learner: Learner) -> RolloutRead | None:
         candidate_version=candidate.number,
         percent=None if percent is None else round(percent),
     )
+
+
+def job_read(settings: Settings, session: Session, job: Job) -> JobRead:
+    """The job with its state detail: why it waits (no live worker, an earlier task) or who runs it."""
+    detail = state_detail(session, settings, job)
+    return JobRead.model_validate(job).model_copy(update={"state_detail": detail})
 
 
 def task_read(task: Task) -> TaskRead:
@@ -150,3 +172,39 @@ def history(session: Session, learner: Learner) -> dict[str, Any]:
             ],
         },
     }
+
+
+def readiness(
+    settings: Settings, sessions: sessionmaker[Session], celery: Celery, store: ArtifactStore
+) -> tuple[dict[str, Any], bool]:
+    """The readiness report of /readyz and v2's /health/ready: database, broker and artifact store, and
+    (for people and monitors, not readiness) how many workers are alive. Returns (report, ready)."""
+    checks: dict[str, str] = {}
+    probes = (
+        ("database", lambda: _probe_database(sessions)),
+        ("broker", lambda: _probe_broker(celery)),
+        ("artifact_store", store.ready),
+    )
+    for name, probe in probes:
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which and why
+            checks[name] = f"{type(exc).__name__}: {exc}"
+    ok = all(v == "ok" for v in checks.values())
+    body: dict = {"ready": ok, "checks": checks, "workers_alive": None, "training": "unknown: no database"}
+    if checks["database"] == "ok":
+        with sessions() as s:
+            live = workers(s, settings, settings.queue)
+        body.update(workers_alive=live.alive, training=live.training())
+    return body, ok
+
+
+def _probe_database(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        s.execute(text("SELECT 1"))
+
+
+def _probe_broker(celery: Celery) -> None:
+    with celery.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)

@@ -43,12 +43,10 @@ from core.liveness import state_detail
 from core.orm import Job
 from core.schemas import JobRead, VersionRead
 from core.settings import Settings
-from service.deps import SessionDep, SettingsDep
-from service.routes.jobs import job_read
-from service.routes.learners import reachable
-from service.routes.plots import render_chart
-from service.routes.versions import _samples_png, activate_version
-from service.views import get_learner, history, learner_read, unknown_learner
+from service.charts import render_chart
+from service.deps import ClassifiersDep, SampleGridsDep, SessionDep, SessionsDep, SettingsDep, StoreDep
+from service.versions import activate_number, samples_png
+from service.views import get_learner, history, job_read, learner_read, reachable, unknown_learner
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
@@ -178,14 +176,16 @@ def learners_page(request: Request, session: SessionDep, viewer: ViewerDep) -> R
 
 
 @router.get("/{name}", response_class=HTMLResponse)
-def learner_page(name: str, request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
+def learner_page(
+    name: str, request: Request, session: SessionDep, settings: SettingsDep, viewer: ViewerDep
+) -> Response:
     if not viewer.signed_in:
         return login_page(request, f"/dashboard/{quote(name)}")
     ctx = page_context(history(session, get_learner(session, name)))
     ctx.update(signed_in=True, scopes=viewer.scopes, is_admin=viewer.admin, csrf=viewer.csrf())
     ctx["base"] = f"/dashboard/{quote(name)}"
     for live in ctx["live_jobs"]:  # why a queued job waits (no live worker, an earlier task); JS updates it
-        live["detail"] = state_detail(session, request.app.state.settings, session.get(Job, live["id"]))
+        live["detail"] = state_detail(session, settings, session.get(Job, live["id"]))
     return templates.TemplateResponse(request, "learner.html", ctx)
 
 
@@ -263,18 +263,28 @@ def dashboard_plot(name: str, kind: str, session: SessionDep, _viewer: SignedIn)
 
 
 @router.get("/{name}/versions/{number}/samples.png", response_class=Response)
-async def dashboard_samples(name: str, number: int, request: Request, _viewer: SignedIn) -> Response:
-    png = await run_in_threadpool(_samples_png, request, name, number)
+async def dashboard_samples(
+    name: str,
+    number: int,
+    sessions: SessionsDep,
+    store: StoreDep,
+    grids: SampleGridsDep,
+    classifiers: ClassifiersDep,
+    _viewer: SignedIn,
+) -> Response:
+    png = await run_in_threadpool(samples_png, sessions, store, grids, classifiers.device, name, number)
     return Response(png, media_type="image/png", headers=_private())
 
 
 @router.get("/{name}/jobs/{job_id}", response_model=JobRead)
-def dashboard_job(name: str, job_id: int, request: Request, session: SessionDep, _viewer: SignedIn) -> Any:
+def dashboard_job(
+    name: str, job_id: int, session: SessionDep, settings: SettingsDep, _viewer: SignedIn
+) -> Any:
     learner = get_learner(session, name)
     job = session.get(Job, job_id)
     if job is None or job.learner_id != learner.id:  # one answer: another learner's job is not revealed
         raise UnknownJob(f"learner {name!r} has no job {job_id}; its page lists its jobs")
-    return job_read(request, session, job)
+    return job_read(settings, session, job)
 
 
 @router.post("/{name}/versions/{number}/activate", response_model=VersionRead)
@@ -286,7 +296,7 @@ def dashboard_activate(
     sent = request.headers.get(CSRF_HEADER, "")
     if not hmac.compare_digest(sent.encode(), viewer.csrf().encode()):  # bytes: non-ASCII headers too
         raise Forbidden("missing or wrong X-CSRF-Token header; use the button on the dashboard page")
-    return activate_version(name, number, session)
+    return activate_number(session, name, number)
 
 
 def _private() -> dict[str, str]:

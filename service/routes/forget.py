@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,17 @@ from core.errors import Conflict, NotFound
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
 from core.queue import enqueue_train
 from core.schemas import JobRead, UploadAccepted
-from service.deps import AdminKey
+from service.classifiers import ClassifierCache
+from service.deps import (
+    AdminKey,
+    CeleryDep,
+    ClassifiersDep,
+    SampleGridsDep,
+    SessionsDep,
+    SettingsDep,
+    StoreDep,
+)
+from service.versions import GridCache
 from service.views import get_learner, task_read
 
 router = APIRouter(prefix="/v1/learners", tags=["forget"])
@@ -35,10 +45,12 @@ class UnknownClass(NotFound):
 @router.delete(
     "/{name}/classes/{label:path}", status_code=202, response_model=UploadAccepted, dependencies=[AdminKey]
 )
-def forget_class(name: str, label: str, request: Request) -> UploadAccepted:
+def forget_class(
+    name: str, label: str, sessions: SessionsDep, celery: CeleryDep, settings: SettingsDep
+) -> UploadAccepted:
     """Train a new version without class `label`: 404 unknown, 409 the only class left or already
     forgotten (or being forgotten). The job's result says what was removed."""
-    with request.app.state.sessions() as s:
+    with sessions() as s:
         learner = get_learner(s, name)
         s.execute(select(Learner.id).where(Learner.id == learner.id).with_for_update())  # one at a time
         check_forgettable(s, learner, label)
@@ -61,7 +73,7 @@ def forget_class(name: str, label: str, request: Request) -> UploadAccepted:
                 "history": f"/v1/learners/{name}/history",
             },
         )
-    enqueue_train(request.app.state.celery, request.app.state.settings, accepted.job.id)  # after the commit
+    enqueue_train(celery, settings, accepted.job.id)  # after the commit
     return accepted
 
 
@@ -105,10 +117,16 @@ def forgotten_by(s: Session, learner: Learner, label: str) -> int | None:
 
 
 @router.post("/{name}/classes/{label:path}/purge", dependencies=[AdminKey])
-def purge_class(name: str, label: str, request: Request) -> dict[str, Any]:
+def purge_class(
+    name: str,
+    label: str,
+    sessions: SessionsDep,
+    store: StoreDep,
+    classifiers: ClassifiersDep,
+    grids: SampleGridsDep,
+) -> dict[str, Any]:
     """Delete the files of every version that still holds `label` and mark it purged."""
-    store = request.app.state.store
-    with request.app.state.sessions() as s:
+    with sessions() as s:
         learner = get_learner(s, name)
         s.execute(select(Learner.id).where(Learner.id == learner.id).with_for_update())
         versions = s.scalars(
@@ -133,7 +151,7 @@ def purge_class(name: str, label: str, request: Request) -> dict[str, Any]:
         s.commit()  # rows first: a purged row whose files linger is harmless, the reverse is not
     for _, _, folder in folders:
         store.delete_tree(folder)
-    forget_cached(request, [vid for vid, _, _ in folders])
+    forget_cached(classifiers, grids, [vid for vid, _, _ in folders])
     return {
         "learner": name,
         "label": label,
@@ -142,15 +160,22 @@ def purge_class(name: str, label: str, request: Request) -> dict[str, Any]:
     }
 
 
-def forget_cached(request: Request, version_ids: list[int]) -> None:
-    request.app.state.classifiers.evict(version_ids)
-    request.app.state.sample_grids.evict(version_ids)
+def forget_cached(classifiers: ClassifierCache, grids: GridCache, version_ids: list[int]) -> None:
+    classifiers.evict(version_ids)
+    grids.evict(version_ids)
 
 
 @router.delete("/{name}", dependencies=[AdminKey])
-def delete_learner(name: str, request: Request, force: bool = False) -> dict[str, Any]:
+def delete_learner(
+    name: str,
+    sessions: SessionsDep,
+    store: StoreDep,
+    classifiers: ClassifiersDep,
+    grids: SampleGridsDep,
+    force: bool = False,
+) -> dict[str, Any]:
     """Every row (classes, tasks, jobs, versions, evaluations, the learner) and file of the learner."""
-    with request.app.state.sessions() as s:
+    with sessions() as s:
         learner = get_learner(s, name)
         # jobs before the learner: a publish holds its job's row while it inserts a version (which
         # needs the learner's row), so locking in this order waits for it instead of deadlocking
@@ -165,8 +190,8 @@ def delete_learner(name: str, request: Request, force: bool = False) -> dict[str
         learner_id = learner.id
         counts, version_ids = delete_rows(s, learner)
         s.commit()
-    request.app.state.store.delete_tree(f"learners/{learner_id}")
-    forget_cached(request, version_ids)
+    store.delete_tree(f"learners/{learner_id}")
+    forget_cached(classifiers, grids, version_ids)
     return {"learner": name, "deleted": counts, "force": force and bool(running)}
 
 

@@ -8,11 +8,11 @@ alert on `dgm_workers_alive == 0` in /metrics.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
-from core.liveness import workers
+from service.deps import CeleryDep, SessionsDep, SettingsDep, StoreDep
+from service.views import readiness
 
 router = APIRouter(tags=["health"])
 
@@ -23,33 +23,6 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
-    checks: dict[str, str] = {}
-    for name, probe in (("database", _database), ("broker", _broker), ("artifact_store", _store)):
-        try:
-            probe(state)
-            checks[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which and why
-            checks[name] = f"{type(exc).__name__}: {exc}"
-    ok = all(v == "ok" for v in checks.values())
-    body: dict = {"ready": ok, "checks": checks, "workers_alive": None, "training": "unknown: no database"}
-    if checks["database"] == "ok":
-        with state.sessions() as s:
-            live = workers(s, state.settings, state.settings.queue)
-        body.update(workers_alive=live.alive, training=live.training())
+def readyz(settings: SettingsDep, sessions: SessionsDep, celery: CeleryDep, store: StoreDep) -> JSONResponse:
+    body, ok = readiness(settings, sessions, celery, store)
     return JSONResponse(body, status_code=200 if ok else 503)
-
-
-def _database(state) -> None:  # noqa: ANN001
-    with state.sessions() as s:
-        s.execute(text("SELECT 1"))
-
-
-def _broker(state) -> None:  # noqa: ANN001
-    with state.celery.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
-
-
-def _store(state) -> None:  # noqa: ANN001
-    state.store.ready()

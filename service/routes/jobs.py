@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sqlalchemy import update
 
 from core.errors import JobStateConflict
-from core.liveness import state_detail
 from core.orm import Job, Task, utcnow
 from core.queue import enqueue_train
 from core.schemas import JobRead
-from service.deps import AnyKey, SessionDep, TrainKey
-from service.views import unknown_job
+from service.deps import AnyKey, CeleryDep, SessionDep, SettingsDep, TrainKey
+from service.views import job_read, unknown_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -23,15 +22,9 @@ def get_job(session: SessionDep, job_id: int) -> Job:
     return job
 
 
-def job_read(request: Request, session: SessionDep, job: Job) -> JobRead:
-    """The job with its state detail: why it waits (no live worker, an earlier task) or who runs it."""
-    detail = state_detail(session, request.app.state.settings, job)
-    return JobRead.model_validate(job).model_copy(update={"state_detail": detail})
-
-
 @router.get("/{job_id}", response_model=JobRead, dependencies=[AnyKey])
-def read_job(job_id: int, session: SessionDep, request: Request) -> JobRead:
-    return job_read(request, session, get_job(session, job_id))
+def read_job(job_id: int, session: SessionDep, settings: SettingsDep) -> JobRead:
+    return job_read(settings, session, get_job(session, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead, dependencies=[TrainKey])
@@ -51,7 +44,7 @@ def cancel_job(job_id: int, session: SessionDep) -> Job:
 
 
 @router.post("/{job_id}/retry", response_model=JobRead, dependencies=[TrainKey])
-def retry_job(job_id: int, session: SessionDep, request: Request) -> Job:
+def retry_job(job_id: int, session: SessionDep, celery: CeleryDep, settings: SettingsDep) -> Job:
     job = get_job(session, job_id)
     if job.state not in ("failed", "cancelled"):
         raise JobStateConflict(f"job {job_id} is {job.state}; only failed or cancelled jobs can be retried")
@@ -67,6 +60,6 @@ def retry_job(job_id: int, session: SessionDep, request: Request) -> Job:
     session.execute(update(Job).where(Job.id == job_id).values(**values, finished_at=None))
     session.execute(update(Task).where(Task.id == job.task_id).values(state="queued"))
     session.commit()
-    enqueue_train(request.app.state.celery, request.app.state.settings, job_id)
+    enqueue_train(celery, settings, job_id)
     session.refresh(job)
     return job

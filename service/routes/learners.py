@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from core.errors import Forbidden, InvalidParameter, LearnerExists
 from core.keys import Principal
 from core.orm import Learner
 from core.schemas import HistoryRead, LearnerCreate, LearnerRead, LearnerUpdate
 from service.deps import AdminKey, AnyKey, Caller, SessionDep, TrainKey
-from service.views import get_learner, history, learner_read
+from service.views import get_learner, history, learner_read, reachable
 
 router = APIRouter(prefix="/v1/learners", tags=["learners"])
 
@@ -70,18 +69,6 @@ def create_learner(
 def list_learners(session: SessionDep, who: Caller) -> list[LearnerRead]:
     """The learners this key reaches."""
     return [learner_read(session, lr) for lr in reachable(session, who)]
-
-
-def reachable(session: Session, who: Principal) -> list[Learner]:
-    """The learners `who` reaches, oldest first."""
-    query = select(Learner).order_by(Learner.id)
-    if who.learners is not None:
-        exact = [e for e in who.learners if not e.endswith("*")]
-        prefixes = [e[:-1] for e in who.learners if e.endswith("*")]
-        query = query.where(
-            or_(Learner.name.in_(exact), *(Learner.name.startswith(p, autoescape=True) for p in prefixes))
-        )
-    return list(session.scalars(query))
 
 
 @router.get("/{name}", response_model=LearnerRead, dependencies=[AnyKey])

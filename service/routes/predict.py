@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,9 @@ from core.errors import CorruptFile, InvalidInput, InvalidParameter
 from core.images import check_pixels, decode_image, resize_batch, to_nchw
 from core.orm import Learner
 from core.schemas import Prediction, PredictRequest, PredictResponse
-from core.settings import Settings
-from service.deps import PredictKey
-from service.rollout import choose, record_answer, score_shadow
+from service.deps import PredictKey, RateLimiterDep, ServingDep, SettingsDep
+from service.limits import RateLimiter, identity
+from service.rollout import Serving, choose, record_answer, score_shadow
 from service.uploads import read_body, receive_form
 from service.views import learner_named
 
@@ -67,12 +68,13 @@ PREDICT_DOC = {
 @router.post(
     "/{name}/predict", response_model=PredictResponse, dependencies=[PredictKey], openapi_extra=PREDICT_DOC
 )
-async def predict(name: str, request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    learner = await run_in_threadpool(learner_named, request, name)
+async def predict(
+    name: str, request: Request, settings: SettingsDep, serving: ServingDep, limiter: RateLimiterDep
+) -> Response:
+    learner = await run_in_threadpool(learner_named, serving.sessions, name)
     shape = tuple(learner.image_shape)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    limit = settings.max_upload_bytes
+    limit, query = settings.max_upload_bytes, request.query_params
     if ctype == "multipart/form-data":
         folder = Path(tempfile.mkdtemp(prefix="dgm-predict-"))
         try:
@@ -84,25 +86,28 @@ async def predict(name: str, request: Request) -> Response:
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        top_k = _int(form.fields, request, "top_k", 1)
-        version = pinned_version(_int(form.fields, None, "version", None), request, "form field")
+        top_k = _int(form.fields, query, "top_k", 1)
+        version = pinned_version(_int(form.fields, None, "version", None), query, "form field")
     elif ctype in ("application/x-npy", "application/octet-stream"):
         x = _npy_batch(await read_body(request, limit), shape, limit)
-        top_k, version = _int({}, request, "top_k", 1), pinned_version(None, request, "body")
+        top_k, version = _int({}, query, "top_k", 1), pinned_version(None, query, "body")
     else:
         body = await run_in_threadpool(_json_body, await read_body(request, limit))  # off the event loop
         x = await run_in_threadpool(_images, body.images, shape)
-        top_k, version = body.top_k, pinned_version(body.version, request, "JSON body")
+        top_k, version = body.top_k, pinned_version(body.version, query, "JSON body")
     if len(x) > settings.max_predict_images:
         raise InvalidInput(f"{len(x)} images in one call; send at most {settings.max_predict_images}")
-    answer = await run_in_threadpool(_predict, request, learner, x, top_k, version)
+    owner = identity(request)  # whose predict quota the call draws on
+    answer = await run_in_threadpool(_predict, serving, limiter, owner, learner, x, top_k, version)
     # Already a validated model: serialise it once here instead of letting FastAPI re-validate it.
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
-def _int(fields: dict[str, str], request: Request | None, key: str, default: int | None) -> int | None:
-    """`key` from the form fields, else (when `request` is given) from the query string."""
-    raw = fields.get(key, request.query_params.get(key) if request is not None else None)
+def _int(
+    fields: Mapping[str, str], query: Mapping[str, str] | None, key: str, default: int | None
+) -> int | None:
+    """`key` from the form fields, else (when `query` is given) from the query string."""
+    raw = fields.get(key, query.get(key) if query is not None else None)
     if raw in (None, ""):
         return default
     try:
@@ -111,11 +116,11 @@ def _int(fields: dict[str, str], request: Request | None, key: str, default: int
         raise InvalidParameter(f"{key} must be an integer, got {raw!r}") from exc
 
 
-def pinned_version(in_body: int | None, request: Request, where: str) -> int | None:
+def pinned_version(in_body: int | None, query: Mapping[str, str], where: str) -> int | None:
     """The version the request pins: ?version= or the body's, for every body type; 400 when they differ.
 
     None: the learner's rollout (or its active version) decides."""
-    in_query = _int({}, request, "version", None)
+    in_query = _int({}, query, "version", None)
     if in_query is not None and in_body is not None and in_query != in_body:
         raise InvalidInput(
             f"the query string asks for version {in_query} but the {where} for version {in_body}; "
@@ -187,19 +192,25 @@ def _npy_batch(raw: bytes, shape: tuple[int, int, int], limit: int) -> np.ndarra
 
 
 def _predict(
-    request: Request, learner: Learner, x: np.ndarray, top_k: int | None, number: int | None
+    serving: Serving,
+    limiter: RateLimiter,
+    owner: str,
+    learner: Learner,
+    x: np.ndarray,
+    top_k: int | None,
+    number: int | None,
 ) -> PredictResponse:
-    choice = choose(request, learner, number)
+    choice = choose(serving, learner, number)
     version, clf = choice.version, choice.clf
     k = 1 if top_k is None else top_k
     if not 1 <= k <= len(clf.classes):
         raise InvalidParameter(
             f"top_k must be in 1..{len(clf.classes)} (the classes of version {version.number})"
         )
-    request.app.state.rate_limiter.charge(request, "predict", len(x))  # only a call that would answer
+    limiter.charge(owner, "predict", len(x))  # only a call that would answer
     labels, probs = clf.predict(x)
-    score_shadow(request, learner.name, choice, x, labels)
-    record_answer(request, learner.name, choice, len(x))
+    score_shadow(serving.metrics, learner.name, choice, x, labels)
+    record_answer(serving.metrics, learner.name, choice, len(x))
     order = np.argsort(-probs, axis=1)[:, :k]
     predictions = [
         Prediction(

@@ -5,21 +5,23 @@ How predict requests are then split or shadowed is in service/rollout.py.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidParameter, NotReady, RolloutConflict
 from core.orm import Learner, ModelVersion
 from core.schemas import LearnerRead, RolloutCreate
-from service.deps import AdminKey, SessionDep
-from service.routes.versions import activate
+from service.deps import AdminKey, CanarySplitDep, ClassifiersDep, SessionDep
+from service.versions import activate
 from service.views import get_learner, get_version, learner_read
 
 router = APIRouter(prefix="/v1/learners", tags=["rollout"])
 
 
 @router.post("/{name}/rollout", response_model=LearnerRead, dependencies=[AdminKey])
-def start_rollout(name: str, body: RolloutCreate, session: SessionDep, request: Request) -> LearnerRead:
+def start_rollout(
+    name: str, body: RolloutCreate, session: SessionDep, classifiers: ClassifiersDep, split: CanarySplitDep
+) -> LearnerRead:
     """Put version `version` beside the active one, as a canary (`percent` of requests) or a shadow.
 
     Replaces a rollout in progress. The candidate may be held by the regression gate (that is what a
@@ -37,12 +39,12 @@ def start_rollout(name: str, body: RolloutCreate, session: SessionDep, request: 
         raise RolloutConflict(
             f"version {version.number} is already active; name another version as the candidate"
         )
-    request.app.state.classifiers.get(version)  # a damaged candidate answers 503 now, not at predict time
+    classifiers.get(version)  # a damaged candidate answers 503 now, not at predict time
     learner.candidate_version_id = version.id
     learner.rollout = body.mode
     learner.canary_percent = float(body.percent) if body.mode == "canary" else None
     session.commit()
-    request.app.state.canary_split.restart(learner.id)
+    split.restart(learner.id)
     return learner_read(session, learner)
 
 

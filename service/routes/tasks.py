@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.datasets import check_counts, read_upload, split_holdout, to_npz_bytes
 from core.errors import Conflict, InvalidInput, InvalidParameter
@@ -20,7 +20,17 @@ from core.queue import enqueue_train
 from core.schemas import JobRead, TaskRead, UploadAccepted
 from core.settings import Settings
 from core.storage import ArtifactStore
-from service.deps import AnyKey, SessionDep, TrainKey
+from service.deps import (
+    AnyKey,
+    CeleryDep,
+    RateLimiterDep,
+    SessionDep,
+    SessionsDep,
+    SettingsDep,
+    StoreDep,
+    TrainKey,
+)
+from service.limits import identity
 from service.uploads import UploadedFile, receive_form
 from service.views import get_learner, learner_named, task_read, tasks_of
 
@@ -51,19 +61,26 @@ UPLOAD_DOC = {
     dependencies=[TrainKey],
     openapi_extra=UPLOAD_DOC,
 )
-async def upload_task(name: str, request: Request) -> UploadAccepted:
-    settings: Settings = request.app.state.settings
+async def upload_task(
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    store: StoreDep,
+    limiter: RateLimiterDep,
+    celery: CeleryDep,
+) -> UploadAccepted:
     folder = Path(tempfile.mkdtemp(prefix="dgm-upload-"))
     try:
-        await run_in_threadpool(learner_named, request, name)  # 404 before reading the body
-        await request.app.state.rate_limiter.charge_async(request, "upload", 1)  # 429 before it, too
+        await run_in_threadpool(learner_named, sessions, name)  # 404 before reading the body
+        await limiter.charge_async(identity(request), "upload", 1)  # 429 before it, too
         form = await receive_form(request, settings.max_upload_bytes, folder)
         upload = _the_file(form.files)
         holdout = _holdout(form.fields.get("holdout", request.query_params.get("holdout", "0")), settings)
-        accepted = await run_in_threadpool(accept_upload, request, name, upload, holdout)
+        accepted = await run_in_threadpool(accept_upload, settings, store, sessions, name, upload, holdout)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    enqueue_train(request.app.state.celery, settings, accepted.job.id)  # after the commit
+    enqueue_train(celery, settings, accepted.job.id)  # after the commit
     return accepted
 
 
@@ -85,10 +102,15 @@ def _holdout(raw: str, settings: Settings) -> float:
     return value
 
 
-def accept_upload(request: Request, name: str, upload: UploadedFile, holdout: float) -> UploadAccepted:
-    settings: Settings = request.app.state.settings
-    store: ArtifactStore = request.app.state.store
-    with request.app.state.sessions() as s:
+def accept_upload(
+    settings: Settings,
+    store: ArtifactStore,
+    sessions: sessionmaker[Session],
+    name: str,
+    upload: UploadedFile,
+    holdout: float,
+) -> UploadAccepted:
+    with sessions() as s:
         learner = get_learner(s, name)
         shape = tuple(learner.image_shape)
         x, labels = read_upload(

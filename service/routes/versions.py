@@ -2,47 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from typing import Any
-
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import update
-from sqlalchemy.orm import Session
 
-from core.errors import ArtifactCorrupt
-from core.images import SAMPLES_PER_CLASS, render_grid
-from core.orm import Learner, ModelVersion, utcnow
 from core.schemas import VersionRead
-from service.classifiers import refuse_purged
-from service.deps import AdminKey, AnyKey, SessionDep
-from service.views import get_learner, get_version, versions_read
+from service.deps import AdminKey, AnyKey, ClassifiersDep, SampleGridsDep, SessionDep, SessionsDep, StoreDep
+from service.versions import activate_number, samples_png
+from service.views import get_learner, versions_read
 
 router = APIRouter(prefix="/v1/learners", tags=["versions"])
-
-
-class GridCache:
-    """version id -> samples PNG (a version never changes); one per app."""
-
-    def __init__(self, size: int = 16) -> None:
-        self.size, self.items, self.lock = size, OrderedDict[int, bytes](), threading.Lock()
-
-    def get(self, key: int) -> bytes | None:
-        with self.lock:
-            return self.items.get(key)
-
-    def put(self, key: int, png: bytes) -> None:
-        with self.lock:
-            self.items[key] = png
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-    def evict(self, keys: list[int]) -> None:
-        """Drop these versions' grids (purged, or their learner deleted: SQLite may reuse the ids)."""
-        with self.lock:
-            for key in keys:
-                self.items.pop(key, None)
 
 
 @router.get("/{name}/versions", response_model=list[VersionRead], dependencies=[AnyKey])
@@ -56,26 +24,7 @@ def activate_version(name: str, number: int, session: SessionDep) -> VersionRead
 
     A held version (the regression gate kept it back) may be activated: it becomes published.
     """
-    learner = get_learner(session, name)
-    activate(session, learner, get_version(session, learner, number))
-    session.commit()
-    return next(v for v in versions_read(session, learner) if v.number == number)
-
-
-def activate(session: Session, learner: Learner, version: ModelVersion) -> None:
-    """Make `version` the one that serves (the caller commits). A rollout whose candidate this is ends:
-    the candidate is now simply the active version (POST .../rollout/promote comes here too)."""
-    refuse_purged(version)  # 410: its files are gone
-    session.execute(update(ModelVersion).where(ModelVersion.learner_id == learner.id).values(active=False))
-    # a held version an admin activates is published; its hold_reasons stay, for the history
-    live = {"active": True, "activated_at": utcnow()} | (
-        {"status": "published"} if version.status == "held" else {}
-    )
-    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(**live))
-    values: dict[str, Any] = {"active_version_id": version.id}
-    if learner.candidate_version_id == version.id:
-        values |= {"candidate_version_id": None, "rollout": None, "canary_percent": None}
-    session.execute(update(Learner).where(Learner.id == learner.id).values(**values))
+    return activate_number(session, name, number)
 
 
 @router.get(
@@ -84,27 +33,13 @@ def activate(session: Session, learner: Learner, version: ModelVersion) -> None:
     dependencies=[AnyKey],
     responses={200: {"content": {"image/png": {}}}},
 )
-async def version_samples(name: str, number: int, request: Request) -> Response:
-    png = await run_in_threadpool(_samples_png, request, name, number)
+async def version_samples(
+    name: str,
+    number: int,
+    sessions: SessionsDep,
+    store: StoreDep,
+    grids: SampleGridsDep,
+    classifiers: ClassifiersDep,
+) -> Response:
+    png = await run_in_threadpool(samples_png, sessions, store, grids, classifiers.device, name, number)
     return Response(png, media_type="image/png")
-
-
-def _samples_png(request: Request, name: str, number: int) -> bytes:
-    with request.app.state.sessions() as s:
-        version = get_version(s, get_learner(s, name), number)
-        refuse_purged(version)
-        vid, uri, sha = version.id, version.checkpoint_uri, version.checkpoint_sha256
-    grids: GridCache = request.app.state.sample_grids
-    if (cached := grids.get(vid)) is not None:
-        return cached
-    store = request.app.state.store
-    store.verify(uri, sha)
-    from dgm import CheckpointError, Learner
-
-    try:
-        learner = Learner.load(store.path(uri), device=request.app.state.classifiers.device)
-    except CheckpointError as exc:
-        raise ArtifactCorrupt(f"version {number}: {exc}") from exc
-    png = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
-    grids.put(vid, png)
-    return png

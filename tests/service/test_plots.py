@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from service.charts import accuracy_matrix
 from service.plots import a_t
-from service.routes.plots import accuracy_matrix
 from tests.service.live import train_learner
 from tests.service.support import auth
 

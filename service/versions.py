@@ -1,0 +1,94 @@
+"""Model versions, shared by the /v1 routes and the dashboard: activation (roll back or forward) and the
+generator's sample grid, with its per-app cache."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import ArtifactCorrupt
+from core.images import SAMPLES_PER_CLASS, render_grid
+from core.orm import Learner, ModelVersion, utcnow
+from core.schemas import VersionRead
+from core.storage import ArtifactStore
+from service.classifiers import refuse_purged
+from service.views import get_learner, get_version, versions_read
+
+
+class GridCache:
+    """version id -> samples PNG (a version never changes); one per app."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size, self.items, self.lock = size, OrderedDict[int, bytes](), threading.Lock()
+
+    def get(self, key: int) -> bytes | None:
+        with self.lock:
+            return self.items.get(key)
+
+    def put(self, key: int, png: bytes) -> None:
+        with self.lock:
+            self.items[key] = png
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+    def evict(self, keys: list[int]) -> None:
+        """Drop these versions' grids (purged, or their learner deleted: SQLite may reuse the ids)."""
+        with self.lock:
+            for key in keys:
+                self.items.pop(key, None)
+
+
+def activate_number(session: Session, name: str, number: int) -> VersionRead:
+    """Activate version `number` of learner `name`, commit, and return the version as it now reads."""
+    learner = get_learner(session, name)
+    activate(session, learner, get_version(session, learner, number))
+    session.commit()
+    return next(v for v in versions_read(session, learner) if v.number == number)
+
+
+def activate(session: Session, learner: Learner, version: ModelVersion) -> None:
+    """Make `version` the one that serves (the caller commits). A rollout whose candidate this is ends:
+    the candidate is now simply the active version (POST .../rollout/promote comes here too)."""
+    refuse_purged(version)  # 410: its files are gone
+    session.execute(update(ModelVersion).where(ModelVersion.learner_id == learner.id).values(active=False))
+    # a held version an admin activates is published; its hold_reasons stay, for the history
+    live = {"active": True, "activated_at": utcnow()} | (
+        {"status": "published"} if version.status == "held" else {}
+    )
+    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(**live))
+    values: dict[str, Any] = {"active_version_id": version.id}
+    if learner.candidate_version_id == version.id:
+        values |= {"candidate_version_id": None, "rollout": None, "canary_percent": None}
+    session.execute(update(Learner).where(Learner.id == learner.id).values(**values))
+
+
+def samples_png(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    grids: GridCache,
+    device: str,
+    name: str,
+    number: int,
+) -> bytes:
+    """The PNG grid of images version `number` of learner `name` generates per class (blocking: torch)."""
+    with sessions() as s:
+        version = get_version(s, get_learner(s, name), number)
+        refuse_purged(version)
+        vid, uri, sha = version.id, version.checkpoint_uri, version.checkpoint_sha256
+    if (cached := grids.get(vid)) is not None:
+        return cached
+    store.verify(uri, sha)
+    from dgm import CheckpointError
+    from dgm import Learner as Generator  # the library's learner, not the table
+
+    try:
+        learner = Generator.load(store.path(uri), device=device)
+    except CheckpointError as exc:
+        raise ArtifactCorrupt(f"version {number}: {exc}") from exc
+    png = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
+    grids.put(vid, png)
+    return png
