@@ -233,6 +233,10 @@ def _ignored(p: PurePosixPath) -> bool:
 
 
 def normalise_labels(y: np.ndarray, n: int, filename: str) -> list[str]:
+    """Labels as strings, one per image; refuses empty, overlong and invisible-character labels.
+
+    The library's own guard, dgm/learner.normalise_labels, refuses empty and overlong labels for callers
+    of dgm without the service; core may not import dgm, so MAX_LABEL_CHARS is written twice."""
     y = np.asarray(y)
     if y.dtype.kind not in "iuUS":
         raise InvalidInput(f"{filename}: labels y have dtype {y.dtype}; send integers or strings")
