@@ -81,13 +81,12 @@ def read_by_content(upload: Upload) -> tuple[np.ndarray, np.ndarray]:
 
 @contextmanager
 def open_archive(upload: Upload) -> Iterator[tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]]:
-    """The upload as a zip (an .npz is one too), its members checked for encryption, compression and
-    size before anything is unpacked."""
+    """The upload as a zip (an .npz is one too; so is a file of unknown suffix), its members checked for
+    encryption, compression and size before anything is unpacked."""
     try:
         archive = zipfile.ZipFile(upload.path)
     except (zipfile.BadZipFile, OSError) as exc:
-        known = " or ".join(sorted(READERS))
-        raise CorruptFile(f"{upload.filename}: not a readable {known} file ({exc})") from exc
+        raise CorruptFile(f"{upload.filename}: not a readable .npz or .zip file ({exc})") from exc
     with archive:
         infos = archive.infolist()
         _check_bounds(upload.filename, infos, upload.max_unpacked, upload.max_entries)

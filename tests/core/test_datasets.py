@@ -69,7 +69,7 @@ def test_unknown_suffix_is_read_by_content(tmp_path: Path):
         read(path)
 
 
-def test_a_file_that_is_no_archive_names_the_known_formats(tmp_path: Path):
+def test_a_file_that_is_no_archive_is_refused_as_corrupt(tmp_path: Path):
     path = tmp_path / "t.npz"
     path.write_bytes(b"not a zip at all")
     with pytest.raises(CorruptFile, match=r"t.npz: not a readable .npz or .zip file"):
