@@ -1,4 +1,9 @@
-"""Uploaded task data: read a `.npz` or a `.zip` of class folders, validate it, split off a holdout.
+"""Uploaded task data: read it by format, validate it, split off a holdout.
+
+Formats live in READERS, keyed by the file name's suffix: a reader turns the stored upload into raw
+images (any layout `to_nchw` accepts) and raw labels, and `read_upload` does the checks every format
+shares (layout, pixels, labels). A new format is one function registered with `@reader(".suffix")`.
+The multipart body itself is parsed in service/uploads.py; what the file holds is read here.
 
 Everything here runs before anything is stored, so a bad upload changes nothing.
 """
@@ -11,6 +16,9 @@ import stat
 import unicodedata
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -23,30 +31,88 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_LABEL_CHARS = 200
 COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")  # control, format, surrogate, private, unassigned
+NPZ_MEMBERS = {"x.npy", "y.npy"}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A stored upload and the limits its reader must hold to while unpacking it."""
+
+    path: Path
+    filename: str  # as the client named it: messages start with it
+    image_shape: tuple[int, int, int]  # the learner's (C, H, W)
+    max_unpacked: int  # bytes, all members together (DGM_MAX_UNCOMPRESSED_BYTES)
+    max_entries: int  # archive members (DGM_MAX_ZIP_ENTRIES)
+
+
+Reader = Callable[[Upload], tuple[np.ndarray, np.ndarray]]  # -> raw images, raw labels
+READERS: dict[str, Reader] = {}
+
+
+def reader(suffix: str) -> Callable[[Reader], Reader]:
+    """Register `read(upload) -> (x, y)` for files whose name ends with `suffix` (lower case)."""
+
+    def register(read: Reader) -> Reader:
+        READERS[suffix] = read
+        return read
+
+    return register
 
 
 def read_upload(
     path: Path, filename: str, image_shape: tuple[int, int, int], max_unpacked: int, max_entries: int
 ) -> tuple[np.ndarray, list[str]]:
     """A stored upload -> images N x C x H x W (uint8 or float32 in [0, 1]) and N string labels."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise CorruptFile(f"{filename}: not a readable .npz or .zip file ({exc})") from exc
-    with archive:
-        infos = archive.infolist()
-        _check_bounds(filename, infos, max_unpacked, max_entries)
-        names = {i.filename for i in infos}
-        is_npz = filename.lower().endswith(".npz") or names <= {"x.npy", "y.npy"}
-        if is_npz:
-            for info in infos:
-                with archive.open(info) as member:
-                    check_npy_header(member, info.file_size, max_unpacked, f"{filename}: {info.filename}")
-            x, y = _read_npz(path, filename)
-        else:
-            x, y = _read_image_zip(archive, infos, filename, image_shape)
+    upload = Upload(path, filename, image_shape, max_unpacked, max_entries)
+    name = filename.lower()
+    read = next((r for suffix, r in READERS.items() if name.endswith(suffix)), read_by_content)
+    x, y = read(upload)
     x = check_pixels(to_nchw(x, image_shape, what=f"{filename}: x"), what=f"{filename}: x")
     return x, normalise_labels(y, len(x), filename)
+
+
+def read_by_content(upload: Upload) -> tuple[np.ndarray, np.ndarray]:
+    """A file without a known suffix: an archive of x.npy and y.npy is an .npz, any other zip holds
+    class folders of images."""
+    with open_archive(upload) as (_archive, infos):
+        is_npz = {i.filename for i in infos} <= NPZ_MEMBERS
+    return (read_npz if is_npz else read_image_zip)(upload)
+
+
+@contextmanager
+def open_archive(upload: Upload) -> Iterator[tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]]:
+    """The upload as a zip (an .npz is one too; so is a file of unknown suffix), its members checked for
+    encryption, compression and size before anything is unpacked."""
+    try:
+        archive = zipfile.ZipFile(upload.path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CorruptFile(f"{upload.filename}: not a readable .npz or .zip file ({exc})") from exc
+    with archive:
+        infos = archive.infolist()
+        _check_bounds(upload.filename, infos, upload.max_unpacked, upload.max_entries)
+        yield archive, infos
+
+
+@reader(".npz")
+def read_npz(upload: Upload) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's np.savez(x=images, y=labels); every member's .npy header is checked before np.load."""
+    with open_archive(upload) as (archive, infos):
+        for info in infos:
+            with archive.open(info) as member:
+                check_npy_header(
+                    member, info.file_size, upload.max_unpacked, f"{upload.filename}: {info.filename}"
+                )
+    return _load_npz(upload.path, upload.filename)
+
+
+@reader(".zip")
+def read_image_zip(upload: Upload) -> tuple[np.ndarray, np.ndarray]:
+    """A zip of class folders of PNG/JPEG files (class_name/image.png); a zip of x.npy and y.npy only is
+    an .npz under another name."""
+    with open_archive(upload) as (archive, infos):
+        if {i.filename for i in infos} <= NPZ_MEMBERS:
+            return read_npz(upload)
+        return _read_image_zip(archive, infos, upload.filename, upload.image_shape)
 
 
 def _check_bounds(filename: str, infos: list[zipfile.ZipInfo], max_unpacked: int, max_entries: int) -> None:
@@ -102,7 +168,7 @@ def check_npy_header(fp: IO[bytes], size: int, limit: int, what: str) -> None:
         )
 
 
-def _read_npz(path: Path, filename: str) -> tuple[np.ndarray, np.ndarray]:
+def _load_npz(path: Path, filename: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = sorted({"x", "y"} - set(data.files))
@@ -166,6 +232,10 @@ def _ignored(p: PurePosixPath) -> bool:
 
 
 def normalise_labels(y: np.ndarray, n: int, filename: str) -> list[str]:
+    """Labels as strings, one per image; refuses empty, overlong and invisible-character labels.
+
+    The library's own guard, dgm/learner.normalise_labels, refuses empty and overlong labels for callers
+    of dgm without the service; core may not import dgm, so MAX_LABEL_CHARS is written twice."""
     y = np.asarray(y)
     if y.dtype.kind not in "iuUS":
         raise InvalidInput(f"{filename}: labels y have dtype {y.dtype}; send integers or strings")

@@ -43,7 +43,11 @@ def decode_image(data: bytes, image_shape: tuple[int, int, int], name: str, resi
 
 
 def to_nchw(x: np.ndarray, image_shape: tuple[int, int, int], what: str = "images") -> np.ndarray:
-    """N x H x W (one channel), N x C x H x W or N x H x W x C -> N x C x H x W; else a clear error."""
+    """N x H x W (one channel), N x C x H x W or N x H x W x C -> N x C x H x W; else a clear error.
+
+    The library accepts the same layouts in dgm/images.to_nchw, for callers of dgm without the service.
+    core may not import dgm (tests/test_import_contracts.py), so the rule is written twice: change both.
+    """
     c, h, w = image_shape
     if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
         return x[:, None]

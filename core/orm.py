@@ -157,7 +157,6 @@ class ModelVersion(Base):
     # every known class -> memory fidelity (core/fidelity.py); NULL on versions older than the column
     fidelity: Mapped[dict[str, float | None] | None] = mapped_column(JSON)
     train_seconds: Mapped[float] = mapped_column(Float)
-    active: Mapped[bool] = mapped_column(Boolean, default=False)
     # published: servable; held: the regression gate kept it from activation (hold_reasons says why);
     # purged: its files are deleted (a forgotten class), predicting with it answers 410
     status: Mapped[str] = mapped_column(String(16), default="published", server_default="published")
@@ -168,6 +167,15 @@ class ModelVersion(Base):
     removed_classes: Mapped[list[str] | None] = mapped_column(JSON)  # set on a forget task's version
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # loaded with the version (one inner join), so reading `active` costs no query of its own
+    learner: Mapped[Learner] = relationship(foreign_keys=[learner_id], lazy="joined", innerjoin=True)
+
+    @property
+    def active(self) -> bool:
+        """Whether the learner serves this version. Derived: Learner.active_version_id is the one record
+        of it, written only by core/activation.py."""
+        return self.learner.active_version_id == self.id
 
 
 class Evaluation(Base):

@@ -18,11 +18,10 @@ from core.errors import ArtifactCorrupt
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
+    """sha256 hex digest of a file, read in blocks by the standard library. dgm/inference.py has the
+    same one line for Classifier.load: core imports no dgm (no torch), and dgm imports nothing of core."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

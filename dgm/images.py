@@ -11,7 +11,11 @@ from dgm.networks import INTERNAL_SIZE
 
 
 def to_nchw(x: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """Accept N x H x W (one channel), N x C x H x W or N x H x W x C; return N x C x H x W."""
+    """Accept N x H x W (one channel), N x C x H x W or N x H x W x C; return N x C x H x W.
+
+    The service checks uploads and predict bodies first with core/images.to_nchw (same layouts, messages
+    naming the file); dgm imports nothing of core, so the rule is written twice: change both.
+    """
     c, h, w = image_shape
     x = np.asarray(x)
     if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):

@@ -14,11 +14,10 @@ from dgm.errors import CheckpointError
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
+    """sha256 hex digest of a file, read in blocks by the standard library. core/storage.py has the
+    same one line for the artifact store: dgm imports nothing of core, and core imports no dgm."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Classifier:

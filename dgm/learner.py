@@ -101,7 +101,14 @@ class Learner:
 
     # ----- learning --------------------------------------------------------------------------
     def check_task(self, x: np.ndarray, y: Sequence[Any]) -> tuple[torch.Tensor, list[str], list[str]]:
-        """Validate a task without changing anything: images tensor, labels, the new classes (sorted)."""
+        """Validate a task without changing anything: images tensor, labels, the new classes (sorted).
+
+        The library's own guard. The service checks an upload before storing it (service/routes/tasks.py,
+        with the learner's pending tasks and the file's name in its messages), and the worker's call lands
+        here again: that second look is what refuses a class a held version already learned, when the task
+        trains from that version (core/gate.py) rather than from the active one the upload was checked
+        against. dgm imports nothing of the service, so the rules are written in both places.
+        """
         xt = images.prepare(x, self.config.image_shape, self.device)
         labels = normalise_labels(y, len(xt))
         new = sorted(set(labels))

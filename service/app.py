@@ -84,6 +84,14 @@ def add_error_handlers(app: FastAPI) -> None:
     async def app_error(_request: Request, exc: AppError) -> JSONResponse:
         return error_body(type(exc).__name__, exc.detail, exc.status_code, exc.headers)
 
+    from dgm.errors import DGMInputError  # create_app loaded torch already (serving_device)
+
+    @app.exception_handler(DGMInputError)
+    async def dgm_input_error(_request: Request, exc: DGMInputError) -> JSONResponse:
+        # the library refusing input data (images, labels, classes) that reached it: a 400, like the
+        # service's own InvalidInput; its message already says what to fix
+        return error_body("InvalidInput", str(exc), 400)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI's own refusals (unknown route, wrong method, unparsable body) in the same shape as ours

@@ -1,5 +1,9 @@
 """Streaming multipart reader: files go to a temp folder as they arrive; the size limit is enforced per
-chunk, so an oversized upload is refused before it is read (let alone held in memory)."""
+chunk, so an oversized upload is refused before it is read (let alone held in memory).
+
+Only the HTTP body is parsed here. What an uploaded task file holds (its formats, one reader per suffix,
+and the checks on images and labels) is read in core/datasets.py.
+"""
 
 from __future__ import annotations
 

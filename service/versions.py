@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import activation
 from core.errors import ArtifactCorrupt
 from core.images import SAMPLES_PER_CLASS, render_grid
-from core.orm import Learner, ModelVersion, utcnow
+from core.orm import Learner, ModelVersion
 from core.schemas import VersionRead
 from core.storage import ArtifactStore
 from service.classifiers import refuse_purged
@@ -51,19 +50,10 @@ def activate_number(session: Session, name: str, number: int) -> VersionRead:
 
 
 def activate(session: Session, learner: Learner, version: ModelVersion) -> None:
-    """Make `version` the one that serves (the caller commits). A rollout whose candidate this is ends:
-    the candidate is now simply the active version (POST .../rollout/promote comes here too)."""
+    """Make `version` the one that serves (the caller commits): the 410 for a purged version, then
+    core/activation.py, the one writer of activation (POST .../rollout/promote comes here too)."""
     refuse_purged(version)  # 410: its files are gone
-    session.execute(update(ModelVersion).where(ModelVersion.learner_id == learner.id).values(active=False))
-    # a held version an admin activates is published; its hold_reasons stay, for the history
-    live = {"active": True, "activated_at": utcnow()} | (
-        {"status": "published"} if version.status == "held" else {}
-    )
-    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(**live))
-    values: dict[str, Any] = {"active_version_id": version.id}
-    if learner.candidate_version_id == version.id:
-        values |= {"candidate_version_id": None, "rollout": None, "canary_percent": None}
-    session.execute(update(Learner).where(Learner.id == learner.id).values(**values))
+    activation.activate(session, learner.id, version.id)
 
 
 def samples_png(

@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import activation
 from core.datasets import load_arrays, to_npz_bytes
 from core.db import session_scope
 from core.errors import Conflict
@@ -251,8 +252,6 @@ def new_version(plan: ForgetPlan, number: int, report: Any, facts: dict, files: 
         plan, number, list(report.classes), report, facts, files,
         mask_usage={layer: 0.0 for layer in LAYERS},  # a forget task takes no mask
         units_added={layer: 0 for layer in LAYERS},
-        active=True,
-        activated_at=utcnow(),
         status="published",
         removed_classes=list(plan.labels),
     )  # fmt: skip
@@ -261,11 +260,7 @@ def new_version(plan: ForgetPlan, number: int, report: Any, facts: dict, files: 
 def activate_forgetting(s: Session, plan: ForgetPlan, version_id: int) -> None:
     """The admin asked for the class to go: the new version serves at once (no gate), and a rollout
     whose candidate still holds the class ends."""
-    others = (ModelVersion.learner_id == plan.learner_id) & (ModelVersion.id != version_id)
-    s.execute(update(ModelVersion).where(others).values(active=False))
-    values: dict[str, Any] = {"active_version_id": version_id}
     learner = s.get(Learner, plan.learner_id)
     candidate = s.get(ModelVersion, learner.candidate_version_id) if learner.candidate_version_id else None
-    if candidate is not None and set(plan.labels) & set(candidate.classes):
-        values |= {"candidate_version_id": None, "rollout": None, "canary_percent": None}
-    s.execute(update(Learner).where(Learner.id == plan.learner_id).values(**values))
+    holds = candidate is not None and bool(set(plan.labels) & set(candidate.classes))
+    activation.activate(s, plan.learner_id, version_id, end_rollout=holds)

@@ -27,7 +27,7 @@ from celery import Celery
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core import gate
+from core import activation, gate
 from core.datasets import load_arrays
 from core.db import session_scope
 from core.errors import ArtifactCorrupt, ArtifactWriteFailed
@@ -386,10 +386,8 @@ def publish(
             plan, number, classes, report, facts, files,
             mask_usage=report.mask_usage,
             units_added=report.units_added,
-            active=live,
             status="published" if live else "held",
             hold_reasons=gate.hold_reasons(verdict),
-            activated_at=now if live else None,
         )  # fmt: skip
         s.add(version)
         s.flush()
@@ -402,11 +400,7 @@ def publish(
                 )
             )
         if live:  # held: the active version keeps serving (core/gate.py)
-            others = (ModelVersion.learner_id == plan.learner_id) & (ModelVersion.id != version.id)
-            s.execute(update(ModelVersion).where(others).values(active=False))
-            s.execute(
-                update(Learner).where(Learner.id == plan.learner_id).values(active_version_id=version.id)
-            )
+            activation.activate(s, plan.learner_id, version.id, at=now)
         task_values: dict[str, Any] = {"state": "trained"}
         if not settings.keep_training_data:
             task_values["data_uri"] = None

@@ -100,7 +100,7 @@ def fidelity_roundtrip(url: str) -> None:
     upgrade(url, "0001")
     seed_0001(url)
     upgrade(url)
-    assert read_one(url, "SELECT fidelity, active FROM model_versions WHERE id = 1") == (None, True)
+    assert read_one(url, "SELECT fidelity FROM model_versions WHERE id = 1") == (None,)
     assert read_one(url, "SELECT warnings, state FROM jobs WHERE id = 1") == (None, "succeeded")
     downgrade(url, "0001")
     assert read_one(url, "SELECT number, active FROM model_versions WHERE id = 1") == (1, True)
@@ -119,3 +119,41 @@ def test_migrations_fidelity_keeps_old_rows_sqlite(tmp_path):
 
 def test_migrations_fidelity_keeps_old_rows_postgresql(pg_url):
     fidelity_roundtrip(pg_url)
+
+
+
+def active_roundtrip(url: str) -> None:
+    """0005 drops model_versions.active (the learner's active_version_id says it); downgrading sets the
+    flag again on exactly the version that active_version_id names, and on no other."""
+    upgrade(url, "0001")
+    seed_0001(url)
+    second = (
+        "INSERT INTO model_versions (id, learner_id, number, task_id, classes, checkpoint_uri, "
+        "checkpoint_sha256, checkpoint_bytes, classifier_uri, classifier_sha256, classifier_bytes, "
+        "parameters, widths, mask_usage, units_added, report, train_seconds, active, created_at) "
+        "SELECT 2, learner_id, 2, task_id, classes, checkpoint_uri, checkpoint_sha256, checkpoint_bytes, "
+        "classifier_uri, classifier_sha256, classifier_bytes, parameters, widths, mask_usage, units_added, "
+        "report, train_seconds, false, created_at FROM model_versions WHERE id = 1"
+    )
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as c:
+        c.execute(sa.text(second))
+    engine.dispose()
+    upgrade(url)
+    assert read_one(url, "SELECT active_version_id FROM learners WHERE id = 1") == (1,)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as c:
+        assert "active" not in {col["name"] for col in sa.inspect(c).get_columns("model_versions")}
+    engine.dispose()
+    downgrade(url, "0004")
+    assert read_one(url, "SELECT count(*) FROM model_versions WHERE active") == (1,)
+    assert read_one(url, "SELECT id FROM model_versions WHERE active") == (1,)
+    upgrade(url)
+
+
+def test_migrations_active_flag_derived_sqlite(tmp_path):
+    active_roundtrip(f"sqlite:///{tmp_path / 'a.db'}")
+
+
+def test_migrations_active_flag_derived_postgresql(pg_url):
+    active_roundtrip(pg_url)

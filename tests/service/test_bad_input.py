@@ -291,3 +291,23 @@ def test_upload_oversized_stream_is_refused_before_it_is_read(tmp_path):
     asyncio.run(run())
     assert received < 12  # 2 MiB limit + overhead: about 9 chunks of 256 KiB, not 65
     assert sum(f.stat().st_size for f in tmp_path.iterdir()) <= MAX_UPLOAD + 256 * 1024
+
+
+def test_library_input_error_is_400_through_the_one_handler(pg_settings: Settings):
+    """A DGMInputError that reaches the service (the library refusing data the service let through)
+    answers 400 in the service's shape, from the app's handler, never a 500."""
+    from dgm import DGMInputError
+    from service.app import create_app
+
+    app = create_app(pg_settings)
+
+    @app.get("/library-refuses")
+    def library_refuses() -> None:
+        raise DGMInputError("images have shape (3,); this learner expects N x 8 x 8")
+
+    r = TestClient(app).get("/library-refuses")
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "error": "InvalidInput",
+        "detail": "images have shape (3,); this learner expects N x 8 x 8",
+    }
