@@ -24,15 +24,16 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import lifecycle
 from core.datasets import load_arrays, to_npz_bytes
 from core.db import session_scope
 from core.errors import Conflict
+from core.lifecycle import TaskState
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
 from core.settings import Settings
 from core.storage import ArtifactStore
 from worker.progress import JobReporter
 from worker.train import (
-    LeaseLost,
     discard_unpublished,
     renew,
     verify_parent,
@@ -71,7 +72,7 @@ def read_forget_plan(s: Session, job_id: int) -> ForgetPlan:
     files = []
     for t in s.scalars(select(Task).where(Task.learner_id == task.learner_id, Task.kind == "learn")):
         files += [(t.id, "holdout_uri", t.holdout_uri)] if t.holdout_uri else []
-        files += [(t.id, "data_uri", t.data_uri)] if t.data_uri and t.state == "trained" else []
+        files += [(t.id, "data_uri", t.data_uri)] if t.data_uri and t.state == TaskState.TRAINED else []
     return ForgetPlan(
         learner_id=task.learner_id,
         task_id=task.id,
@@ -209,15 +210,8 @@ def publish_forget(
     forgotten, the tasks' data swapped to the rewritten files, the job's result. Returns the number."""
     facts = report.as_dict()
     with session_scope(settings) as s:
-        mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
         result = {"removed": removed_summary(plan, report)}
-        done = s.execute(
-            update(Job)
-            .where(mine)
-            .values(state="succeeded", finished_at=utcnow(), lease_until=None, warnings=[], result=result)
-        )
-        if done.rowcount != 1:
-            raise LeaseLost(f"job {job_id} is no longer leased to this worker")
+        lifecycle.succeed(s, job_id, token, warnings=[], result=result)
         number = (
             s.scalar(select(func.max(ModelVersion.number)).where(ModelVersion.learner_id == plan.learner_id))
             or 0
@@ -242,7 +236,6 @@ def publish_forget(
                 values["n_holdout"] = left
             s.execute(update(Task).where(Task.id == task_id).values(**values))
         activate_forgetting(s, plan, version.id)
-        s.execute(update(Task).where(Task.id == plan.task_id).values(state="trained"))
     return number
 
 

@@ -1,6 +1,7 @@
 """The training job: claim the learner's turn, train from the active version, publish a new version.
 
-Order of a job (the DB is the truth, the broker message only names the job):
+Order of a job (the DB is the truth, the broker message only names the job; every state change is a
+transition of core/lifecycle.py):
 1. claim: only the oldest unfinished task of its learner may run; a conditional UPDATE takes a lease,
    so a duplicate delivery or a second worker does nothing. Not its turn: re-enqueue with a countdown.
 2. train outside any transaction, from the learner's ACTIVE version (so after a rollback new tasks
@@ -15,38 +16,29 @@ Order of a job (the DB is the truth, the broker message only names the job):
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import traceback
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core import gate
+from core import gate, lifecycle
 from core.datasets import load_arrays
 from core.db import session_scope
 from core.errors import ArtifactCorrupt, ArtifactWriteFailed
 from core.fidelity import job_warnings
+from core.lifecycle import JobState, LeaseLost
 from core.logs import log_context
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
-from core.queue import enqueue_train
 from core.settings import Settings
 from core.storage import ArtifactStore
-from core.sweeper import waiting_countdown
 from worker import gating
 from worker.progress import JobReporter
 
 log = logging.getLogger(__name__)
-FINISHED = ("succeeded", "failed", "cancelled")
-
-
-class LeaseLost(RuntimeError):
-    """Another worker owns the job now; this one must not publish."""
 
 
 @dataclass
@@ -63,17 +55,17 @@ class Plan:
 
 def run_job(settings: Settings, app: Celery, job_id: int) -> str:
     with log_context(job_id=job_id, learner=learner_name(settings, job_id)):
-        claim = claim_job(settings, job_id)
-        if claim == "wait":
-            countdown = waiting_countdown(settings, job_id)  # backs off while the earlier task trains
+        token = lifecycle.claim(settings, job_id)
+        if token == lifecycle.WAIT:
+            countdown = lifecycle.waiting_countdown(settings, job_id)  # backs off while the earlier trains
             log.info("job %s: an earlier task of the learner comes first; again in %.1f s", job_id, countdown)
-            enqueue_train(app, settings, job_id, countdown=countdown)
+            lifecycle.requeue(settings, app, job_id, countdown)
             return "waiting for an earlier task of the learner"
-        if claim is None:
+        if token is None:
             return leased_or_done(settings, app, job_id)
-        outcome = execute(settings, job_id, claim)
+        outcome = execute(settings, job_id, token)
         log.info("job %s: %s", job_id, outcome)
-        kick_next(settings, app, job_id)
+        lifecycle.start_next(settings, app, job_id)
         return outcome
 
 
@@ -81,43 +73,6 @@ def learner_name(settings: Settings, job_id: int) -> str | None:
     """For the log context: which learner a job trains (None for an unknown job)."""
     with session_scope(settings) as s:
         return s.scalar(select(Learner.name).join(Job, Job.learner_id == Learner.id).where(Job.id == job_id))
-
-
-def claim_job(settings: Settings, job_id: int) -> str | None:
-    """A lease token when this job may train now; "wait" when an earlier task comes first; else None."""
-    now = utcnow()
-    with session_scope(settings) as s:
-        job = s.get(Job, job_id)
-        if job is None or job.state in FINISHED:
-            return None
-        oldest = s.scalar(
-            select(Task.id)
-            .where(Task.learner_id == job.learner_id, Task.state.in_(("queued", "training")))
-            .order_by(Task.ordinal)
-            .limit(1)
-        )
-        if oldest != job.task_id:
-            job.enqueued_at = now
-            return "wait"
-        token = uuid.uuid4().hex
-        free = or_(Job.state == "queued", (Job.state == "running") & (Job.lease_until < now))
-        taken = s.execute(
-            update(Job)
-            .where(Job.id == job_id, free)
-            .values(
-                state="running",
-                lease_token=token,
-                lease_until=now + timedelta(seconds=settings.lease_s),
-                attempts=Job.attempts + 1,
-                worker=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",  # host:pid:attempt
-                started_at=now,
-                error=None,
-            )
-        )
-        if taken.rowcount != 1:
-            return None
-        s.execute(update(Task).where(Task.id == job.task_id).values(state="training"))
-        return token
 
 
 def leased_or_done(settings: Settings, app: Celery, job_id: int) -> str:
@@ -128,57 +83,37 @@ def leased_or_done(settings: Settings, app: Celery, job_id: int) -> str:
     instead of dropping the message and leaving the job to the sweeper. A live worker keeps renewing
     its lease, so a duplicate delivery comes back every `lease_s` until the job ends, then stops.
     """
-    left = lease_left(settings, job_id)
+    left = lifecycle.lease_left(settings, job_id)
     if left is None:
         log.info("job %s: nothing to do (finished or cancelled)", job_id)
         return "nothing to do (finished or cancelled)"
-    enqueue_train(app, settings, job_id, countdown=left + 1)
+    lifecycle.requeue(settings, app, job_id, lifecycle.RequeuePolicy.leased(left))
     log.info("job %s: leased by another worker for %.1f s more; looking again then", job_id, left)
     return f"leased by another worker for {left:.1f} s more; looking again then"
 
 
-def lease_left(settings: Settings, job_id: int) -> float | None:
-    """Seconds until a running job's lease runs out; None when the job is not running."""
-    with session_scope(settings) as s:
-        row = s.execute(select(Job.state, Job.lease_until).where(Job.id == job_id)).first()
-    if row is None or row.state != "running" or row.lease_until is None:
-        return None
-    return max((row.lease_until - utcnow()).total_seconds(), 0.0)
-
-
 def execute(settings: Settings, job_id: int, token: str) -> str:
+    """Train and publish under the lease; the job's end (state and error) is recorded by core.lifecycle."""
     from dgm import TrainingCancelled
 
     reporter = JobReporter(settings, job_id, token)
     try:
         with reporter.renewing():  # a short lease stays safe through phases without progress writes
             train_and_publish(settings, job_id, token, reporter)
-        return "succeeded"
+        return JobState.SUCCEEDED
     except (LeaseLost, TrainingCancelled) as exc:
         if reporter.lease_lost or isinstance(exc, LeaseLost):
             log.warning("job %s: lease lost; another worker owns it", job_id)
             return "lease lost"
-        finish(settings, job_id, token, "cancelled", "cancelled on request")
-        return "cancelled"
+        lifecycle.stop_cancelled(settings, job_id, token)
+        return JobState.CANCELLED
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, which stays retryable
         log.exception("job %s failed", job_id)
         detail = f"{type(exc).__name__}: {exc}"
         if not exc.__class__.__module__.startswith(("dgm", "core")):
             detail += "\n" + "".join(traceback.format_exception(exc, limit=-3))
-        finish(settings, job_id, token, "failed", detail)
-        return "failed"
-
-
-def finish(settings: Settings, job_id: int, token: str, state: str, error: str | None) -> None:
-    task_state = {"cancelled": "cancelled", "failed": "failed"}[state]
-    with session_scope(settings) as s:
-        mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
-        done = s.execute(
-            update(Job).where(mine).values(state=state, error=error, finished_at=utcnow(), lease_until=None)
-        )
-        if done.rowcount == 1:
-            task_id = s.scalar(select(Job.task_id).where(Job.id == job_id))
-            s.execute(update(Task).where(Task.id == task_id).values(state=task_state))
+        lifecycle.fail(settings, job_id, token, detail)
+        return JobState.FAILED
 
 
 def read_plan(s: Session, job_id: int) -> Plan:
@@ -364,20 +299,9 @@ def publish(
     with session_scope(settings) as s:
         verdict = gating.verdict(s, plan.learner_id, plan.task_id, accuracy, facts.get("fidelity"))
         live = verdict["decision"] == "activated"
-        mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
-        done = s.execute(
-            update(Job)
-            .where(mine)
-            .values(
-                state="succeeded",
-                finished_at=now,
-                lease_until=None,
-                warnings=job_warnings(facts),
-                result={"gate": verdict},
-            )
-        )
-        if done.rowcount != 1:
-            raise LeaseLost(f"job {job_id} is no longer leased to this worker")
+        task_values = {} if settings.keep_training_data else {"data_uri": None}
+        warnings = job_warnings(facts)
+        lifecycle.succeed(s, job_id, token, task_values, warnings=warnings, result={"gate": verdict})
         number = (
             s.scalar(select(func.max(ModelVersion.number)).where(ModelVersion.learner_id == plan.learner_id))
             or 0
@@ -407,25 +331,4 @@ def publish(
             s.execute(
                 update(Learner).where(Learner.id == plan.learner_id).values(active_version_id=version.id)
             )
-        task_values: dict[str, Any] = {"state": "trained"}
-        if not settings.keep_training_data:
-            task_values["data_uri"] = None
-        s.execute(update(Task).where(Task.id == plan.task_id).values(**task_values))
     return number
-
-
-def kick_next(settings: Settings, app: Celery, job_id: int) -> None:
-    """Start the learner's next queued task now instead of waiting for its countdown."""
-    with session_scope(settings) as s:
-        learner_id = s.scalar(select(Job.learner_id).where(Job.id == job_id))
-        nxt = s.scalar(
-            select(Job.id)
-            .join(Task, Task.id == Job.task_id)
-            .where(Job.learner_id == learner_id, Job.state == "queued")
-            .order_by(Task.ordinal)
-            .limit(1)
-        )
-        if nxt is not None:
-            s.execute(update(Job).where(Job.id == nxt).values(enqueued_at=utcnow()))
-    if nxt is not None:
-        enqueue_train(app, settings, nxt)
