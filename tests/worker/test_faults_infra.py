@@ -10,44 +10,27 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from core.settings import Settings
 from tests.service.support import PG_SERVER, auth, upload, wait_job
 from tests.worker.faults_support import (
     WORKER_PROCESSES,
     RedisServer,
-    fault_stack,
+    Stack,
     job_row,
     make_learner,
     predict,
     record,
-    redis_server,
     versions_consistent,
     versions_of_task,
     wait_training,
     workers,
 )
 
-Stack = tuple[Settings, TestClient]
 LONG = 120  # epochs: several seconds of training, so the job is still running while connections drop
 DOWN_S = 1.5  # how long Redis stays down
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis-infra")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, broker: RedisServer) -> Iterator[Stack]:
-    with fault_stack(tmp_path_factory.mktemp("faults-infra"), broker.url) as pair:
-        yield pair
 
 
 def finish_or_retry(client: TestClient, job_id: int) -> tuple[dict, dict | None]:
