@@ -109,6 +109,15 @@ class RequeuePolicy:
         cap = min(self.max_s, self.stuck_after_s / 2)
         return max(min(waited_s, cap), min(self.countdown_s, cap))
 
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_s)
+
+    @property
+    def renew_every_s(self) -> float:
+        """How often a training worker renews its lease: three tries before it runs out."""
+        return self.lease_s / 3
+
     @staticmethod
     def leased(left_s: float) -> float:
         """A duplicate delivery of a leased job looks again just after the lease could have run out."""
@@ -156,7 +165,7 @@ def claim(settings: Settings, job_id: int) -> str | None:
             .values(
                 state=JobState.RUNNING,
                 lease_token=token,
-                lease_until=now + timedelta(seconds=settings.lease_s),
+                lease_until=now + RequeuePolicy.of(settings).lease,
                 attempts=Job.attempts + 1,
                 worker=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",  # host:pid:attempt
                 started_at=now,
@@ -181,7 +190,7 @@ def lease_left(settings: Settings, job_id: int) -> float | None:
 def renew_lease(settings: Settings, job_id: int, token: str, progress: dict | None = None) -> bool | None:
     """Extend the lease by lease_s (and store progress). None: the lease is lost (another worker owns
     the job, or it ended); else whether a cancel was requested."""
-    values: dict[str, Any] = {"lease_until": utcnow() + timedelta(seconds=settings.lease_s)}
+    values: dict[str, Any] = {"lease_until": utcnow() + RequeuePolicy.of(settings).lease}
     if progress is not None:
         values["progress"] = progress
     with session_scope(settings) as s:
@@ -296,7 +305,7 @@ def sweep_expired(settings: Settings, app: Celery) -> list[int]:
     """Send again every job the broker lost: queued and untouched for stuck_after_s, or running with
     its lease run out (its worker died). Duplicates are harmless: the claim is a conditional UPDATE."""
     now = utcnow()
-    stale = now - timedelta(seconds=settings.stuck_after_s)
+    stale = now - timedelta(seconds=RequeuePolicy.of(settings).stuck_after_s)
     with session_scope(settings) as s:
         lost = or_(
             (Job.state == JobState.QUEUED) & (or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale)),

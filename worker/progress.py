@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError
 
-from core.lifecycle import renew_lease
+from core.lifecycle import RequeuePolicy, renew_lease
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,10 @@ class JobReporter:
     @contextmanager
     def renewing(self) -> Iterator[None]:
         """Renew the lease every lease_s / 3 from a daemon thread while the block runs."""
-        stop = threading.Event()
+        stop, every = threading.Event(), RequeuePolicy.of(self.settings).renew_every_s
 
         def loop() -> None:
-            while not stop.wait(self.settings.lease_s / 3) and not self.lease_lost:
+            while not stop.wait(every) and not self.lease_lost:
                 try:
                     self.write(None)
                 except Exception as exc:  # noqa: BLE001 - the next renewal (or progress write) tries again

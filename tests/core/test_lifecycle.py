@@ -228,6 +228,7 @@ def test_lifecycle_requeue_policy_backs_off_within_its_caps():
     assert [policy.waiting(w) for w in (0, 1, 5, 15, 100)] == [2, 2, 5, 15, 20]
     assert RequeuePolicy(30, 2, 100, 30).waiting(100) == 15  # half of stuck_after_s: never taken for lost
     assert RequeuePolicy.leased(4.5) == 5.5
+    assert policy.lease == timedelta(seconds=30) and policy.renew_every_s == 10  # three tries per lease
 
 
 def test_lifecycle_requeue_and_start_next_send_the_job(settings: Settings):
