@@ -33,13 +33,7 @@ from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task,
 from core.settings import Settings
 from core.storage import ArtifactStore
 from worker.progress import JobReporter
-from worker.train import (
-    discard_unpublished,
-    renew,
-    verify_parent,
-    version_row,
-    write_version_files,
-)
+from worker.versions import discard_unpublished, verify_parent, version_row, write_version_files
 
 log = logging.getLogger(__name__)
 LAYERS = ("conv1", "conv2", "conv3")
@@ -102,7 +96,7 @@ def forget_and_publish(settings: Settings, job_id: int, token: str, reporter: Jo
     store = ArtifactStore(settings.artifacts)
     verify_parent(store, plan.parent)
     learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
-    renew(reporter, job_id)
+    reporter.renew()
     if reporter.should_stop():
         raise TrainingCancelled("cancelled before forgetting")
     pruned = copy.deepcopy(learner)
@@ -114,7 +108,7 @@ def forget_and_publish(settings: Settings, job_id: int, token: str, reporter: Jo
             f"the active version {plan.parent['number']} cannot forget {plan.labels}: {exc}. Activate a "
             "version that knows the class, then retry this job"
         ) from exc
-    renew(reporter, job_id)
+    reporter.renew()
     rewritten = rewrite_data(store, plan)
     try:
         accuracy = evaluate(learner, store, plan, rewritten)

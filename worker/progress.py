@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError
 
-from core.lifecycle import RequeuePolicy, renew_lease
+from core.lifecycle import LeaseLost, RequeuePolicy, renew_lease
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,12 @@ class JobReporter:
             self.logged_tenth = tenth
             losses = " ".join(f"{k}={float(v):.4g}" for k, v in p.losses.items())
             log.info("job %s: step %d/%d %s", self.job_id, p.step, p.total, losses)
+
+    def renew(self) -> None:
+        """Renew the lease now; stop here (LeaseLost) if another worker holds the job: it publishes."""
+        self.write(None)
+        if self.lease_lost:
+            raise LeaseLost(f"job {self.job_id} is no longer leased to this worker")
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_write >= self.settings.progress_interval_s:

@@ -8,16 +8,15 @@ transition of core/lifecycle.py):
    continue from the version that serves), or from the newest version when the regression gate held
    it after the active one (core/gate.py: held work is not lost); progress and cancel checks are short
    transactions.
-3. publish: checkpoint and classifier written atomically and their sha256 verified, then ONE
-   transaction (guarded by the lease) inserts the version and its evaluations, and activates it unless
-   the learner's activation policy (the regression gate) holds it.
+3. publish: checkpoint and classifier written atomically and their sha256 verified (worker/versions.py),
+   then ONE transaction (guarded by the lease) inserts the version and its evaluations, and activates
+   it unless the learner's activation policy (the regression gate) holds it.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,6 @@ from sqlalchemy.orm import Session
 from core import gate, lifecycle
 from core.datasets import load_arrays
 from core.db import session_scope
-from core.errors import ArtifactCorrupt, ArtifactWriteFailed
 from core.fidelity import job_warnings
 from core.lifecycle import JobState, LeaseLost
 from core.logs import log_context
@@ -37,6 +35,7 @@ from core.settings import Settings
 from core.storage import ArtifactStore
 from worker import gating
 from worker.progress import JobReporter
+from worker.versions import discard_unpublished, verify_parent, version_row, write_version_files
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +161,9 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     else:
         verify_parent(store, plan.parent)
         learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
-    renew(reporter, job_id)  # loading the parent took time the lease must cover
+    reporter.renew()  # loading the parent took time the lease must cover
     report = learner.learn_task(x, labels, progress=reporter.progress, should_stop=reporter.should_stop)
-    renew(reporter, job_id)  # evaluation and the file writes come next, with no progress writes
+    reporter.renew()  # evaluation and the file writes come next, with no progress writes
     accuracy = evaluate(learner, store, plan.holdouts)
     files = write_version_files(store, learner, plan, job_id)
     try:
@@ -179,40 +178,6 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
         store.delete(plan.data_uri)
 
 
-def renew(reporter: JobReporter, job_id: int) -> None:
-    """Renew the lease now; stop here if another worker holds the job (it will publish, not us)."""
-    reporter.write(None)
-    if reporter.lease_lost:
-        raise LeaseLost(f"job {job_id} is no longer leased to this worker")
-
-
-def discard_unpublished(settings: Settings, store: ArtifactStore, checkpoint_uri: str) -> None:
-    """Publishing failed (lease lost, database gone): remove the files unless a version row holds them.
-
-    A connection lost at COMMIT leaves it unknown whether the version went in, so the database is
-    asked; when it cannot answer either, the files stay (an unreferenced folder is harmless, a version
-    row without its files is not).
-    """
-    try:
-        with session_scope(settings) as s:
-            held = s.scalar(select(ModelVersion.id).where(ModelVersion.checkpoint_uri == checkpoint_uri))
-    except Exception:  # noqa: BLE001 - unknown outcome: keep the files
-        log.warning("could not check whether %s was published; keeping it", checkpoint_uri)
-        return
-    if held is None:
-        store.delete_tree(checkpoint_uri.rsplit("/", 1)[0])
-
-
-def verify_parent(store: ArtifactStore, parent: dict[str, Any]) -> None:
-    try:
-        store.verify(parent["uri"], parent["sha256"])
-    except ArtifactCorrupt as exc:
-        raise ArtifactCorrupt(
-            f"cannot train from version {parent['number']}: {exc.detail}. Restore the file, or activate "
-            "another version, then retry this job"
-        ) from exc
-
-
 def evaluate(
     learner: Any, store: ArtifactStore, holdouts: list[tuple[int, str]]
 ) -> dict[int, tuple[float, int]]:
@@ -223,60 +188,6 @@ def evaluate(
         if len(labels) and set(labels) <= set(learner.classes):
             out[task_id] = (learner.evaluate(x, labels), len(labels))
     return out
-
-
-def write_version_files(store: ArtifactStore, learner: Any, plan: Plan, job_id: int) -> dict[str, Any]:
-    """Write both files atomically, then re-read them to check the digests before anything is published.
-
-    On any failure (disk full, read-only or damaged store) the version's folder is removed again, so a
-    failed job leaves no files behind, and the error says which file could not be written and why.
-    """
-    folder = f"learners/{plan.learner_id}/versions/job{job_id}-{uuid.uuid4().hex[:8]}"
-    files: dict[str, Any] = {}
-    try:
-        for kind, save in (("checkpoint", learner.save), ("classifier", learner.save_classifier)):
-            uri = f"{folder}/{kind}.safetensors"
-            try:
-                size, digest = store.write_with(uri, save)
-            except OSError as exc:
-                raise ArtifactWriteFailed(
-                    f"could not write the new version's {kind} to the artifact store ({store.path(uri)}): "
-                    f"{exc.strerror or exc}. Free space on, or make writable, DGM_ARTIFACT_DIR "
-                    f"({store.root}), then retry this job"
-                ) from exc
-            store.verify(uri, digest)
-            files[kind] = (uri, size, digest)
-    except BaseException:
-        store.delete_tree(folder)
-        raise
-    return files
-
-
-def version_row(
-    plan: Any, number: int, classes: list[str], report: Any, facts: dict, files: dict, **fields
-) -> ModelVersion:
-    """The version row every publish writes (a learn task's and a forget task's): where its files are,
-    what the report says; `fields` adds what differs (mask usage, activation, status)."""
-    (ck_uri, ck_bytes, ck_sha), (cl_uri, cl_bytes, cl_sha) = files["checkpoint"], files["classifier"]
-    return ModelVersion(
-        learner_id=plan.learner_id,
-        number=number,
-        task_id=plan.task_id,
-        parent_id=plan.parent["id"] if plan.parent else None,
-        classes=classes,
-        checkpoint_uri=ck_uri,
-        checkpoint_sha256=ck_sha,
-        checkpoint_bytes=ck_bytes,
-        classifier_uri=cl_uri,
-        classifier_sha256=cl_sha,
-        classifier_bytes=cl_bytes,
-        parameters=report.parameters,
-        widths=report.widths,
-        report=facts,
-        fidelity=facts.get("fidelity"),
-        train_seconds=report.seconds,
-        **fields,
-    )
 
 
 def publish(
