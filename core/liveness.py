@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
+from core.lifecycle import UNFINISHED_TASK, JobState
 from core.orm import Job, Task, WorkerHeartbeat, utcnow
 from core.settings import Settings
 
@@ -123,10 +124,10 @@ def prune(s: Session) -> int:
 
 def state_detail(s: Session, settings: Settings, job: Job) -> str | None:
     """Why a queued job has not started, or who runs a running one; None for finished jobs."""
-    if job.state == "running":
+    if job.state == JobState.RUNNING:
         until = job.lease_until.isoformat(timespec="seconds") if job.lease_until else "?"
         return f"running on {job.worker} (lease until {until})"
-    if job.state != "queued":
+    if job.state != JobState.QUEUED:
         return None
     live = workers(s, settings, settings.queue)
     if not live.alive:
@@ -134,12 +135,12 @@ def state_detail(s: Session, settings: Settings, job: Job) -> str | None:
     earlier = s.execute(
         select(Task.ordinal, Job.id, Job.state)
         .join(Job, Job.task_id == Task.id)
-        .where(Task.learner_id == job.learner_id, Task.state.in_(("queued", "training")))
+        .where(Task.learner_id == job.learner_id, Task.state.in_(UNFINISHED_TASK))
         .where(Task.ordinal < select(Task.ordinal).where(Task.id == job.task_id).scalar_subquery())
         .order_by(Task.ordinal)
         .limit(1)
     ).first()
     if earlier is not None:
         return f"waiting for task #{earlier.ordinal} of the learner (job {earlier.id}, {earlier.state})"
-    busy = s.scalar(select(func.count()).select_from(Job).where(Job.state == "running")) or 0
+    busy = s.scalar(select(func.count()).select_from(Job).where(Job.state == JobState.RUNNING)) or 0
     return f"waiting for a free worker ({live.alive} alive, {busy} jobs running)"

@@ -78,7 +78,8 @@ class LearnedClass(Base):
 
 
 class Task(Base):
-    """An uploaded batch of new classes. state: queued, training, trained, failed, cancelled.
+    """An uploaded batch of new classes. state: queued, training, trained, failed, cancelled (TaskState in
+    core/lifecycle.py, which also holds every transition).
 
     kind "learn": an upload of new classes. kind "forget": a request to remove the classes in
     `classes` (issue 11), trained like any task into a new version, with no data and no holdout.
@@ -91,7 +92,7 @@ class Task(Base):
     learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True)
     ordinal: Mapped[int] = mapped_column(Integer)  # upload order within the learner, from 1
     kind: Mapped[str] = mapped_column(String(16), default="learn", server_default="learn")
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # TaskState.QUEUED (core/lifecycle.py)
     classes: Mapped[list[str]] = mapped_column(JSON)
     class_counts: Mapped[dict[str, int]] = mapped_column(JSON)  # training samples per class
     n_train: Mapped[int] = mapped_column(Integer)
@@ -106,14 +107,15 @@ class Task(Base):
 
 
 class Job(Base):
-    """One training job per task. state: queued, running, succeeded, failed, cancelled."""
+    """One training job per task. state: queued, running, succeeded, failed, cancelled (JobState in
+    core/lifecycle.py, which also holds every transition)."""
 
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), unique=True)
     learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), index=True)
-    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # JobState.QUEUED
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(255))

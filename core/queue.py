@@ -1,9 +1,10 @@
 """The Celery app and the stable job names. The service enqueues by name, so it never imports worker/.
 
-The broker only says "look at job N"; the database says what job N is. Redis runs with acks_late,
-reject_on_worker_lost and a visibility timeout above the longest training, so a killed worker's job
-is redelivered. The embedded filesystem broker can lose a message on a hard kill; the sweeper
-(core/sweeper.py) re-enqueues such jobs from the database.
+The broker only says "look at job N"; the database says what job N is (core/lifecycle.py). Redis runs
+with the delivery options of core/lifecycle.py (acks_late, reject_on_worker_lost) and a visibility
+timeout above the longest training, so a killed worker's job is redelivered. The embedded filesystem
+broker can lose a message on a hard kill; the sweeper (core/sweeper.py) re-enqueues such jobs from the
+database.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ TRAIN_JOB = "dgm.train_task"
 
 
 def make_celery(settings: Settings) -> Celery:
+    from core.lifecycle import DELIVERY  # imported here: core.lifecycle sends through this module
+
     app = Celery("dgm", broker=settings.broker_url, set_as_current=False)
     options: dict[str, object] = {}
     if settings.broker_url.startswith("filesystem"):
@@ -35,9 +38,9 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.queue,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_ignore_result=True,
+        task_acks_late=DELIVERY.acks_late,
+        task_reject_on_worker_lost=DELIVERY.reject_on_worker_lost,
+        task_ignore_result=DELIVERY.ignore_result,
         worker_prefetch_multiplier=1,
         task_serializer="json",
         accept_content=["json"],

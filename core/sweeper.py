@@ -1,59 +1,32 @@
 """The sweeper: the database is the truth about jobs, so jobs the broker lost are sent again.
 
 A queued job untouched for `stuck_after_s`, or a running job whose lease ran out (its worker died),
-is re-enqueued. Duplicates are harmless: the job's claim is a conditional UPDATE. The API runs the
-sweep every `sweep_interval_s` (10 s by default), so a killed worker's job is sent again at most
-lease_s + sweep_interval_s after the kill (40 s at the defaults).
+is re-enqueued (core/lifecycle.py, `sweep_expired`). Duplicates are harmless: the job's claim is a
+conditional UPDATE. The API runs the sweep every `sweep_interval_s` (10 s by default), so a killed
+worker's job is sent again at most lease_s + sweep_interval_s after the kill (40 s at the defaults).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 from celery import Celery
-from sqlalchemy import or_, select, update
 
 from core.db import session_scope
+from core.lifecycle import sweep_expired
 from core.liveness import prune
-from core.orm import Job, utcnow
-from core.queue import enqueue_train
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def sweep(settings: Settings, app: Celery) -> list[int]:
-    now = utcnow()
-    stale = now - timedelta(seconds=settings.stuck_after_s)
-    with session_scope(settings) as s:
-        lost = or_(
-            (Job.state == "queued") & (or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale)),
-            (Job.state == "running") & (Job.lease_until < now),
-        )
-        ids = list(s.scalars(select(Job.id).where(lost)))
-        if ids:
-            s.execute(update(Job).where(Job.id.in_(ids)).values(enqueued_at=now))
-    for job_id in ids:
-        enqueue_train(app, settings, job_id)
+    """One pass: send the lost jobs again; returns their ids."""
+    ids = sweep_expired(settings, app)
     if ids:
         log.warning("sweeper re-enqueued jobs %s", ids)
     return ids
-
-
-def waiting_countdown(settings: Settings, job_id: int) -> float:
-    """Seconds until a job that is not its learner's turn looks again: as long as it has waited so far.
-
-    So the looks come at about 1, 2, 4, 8... times `requeue_countdown_s` (exponential backoff without a
-    counter, whatever the number of duplicate messages), at most `requeue_max_s` and half of
-    `stuck_after_s` (a waiting job is never taken for a lost one). The earlier job's end sends it at once.
-    """
-    with session_scope(settings) as s:
-        created = s.scalar(select(Job.created_at).where(Job.id == job_id))
-    waited = (utcnow() - created).total_seconds() if created else 0.0
-    cap = min(settings.requeue_max_s, settings.stuck_after_s / 2)
-    return max(min(waited, cap), min(settings.requeue_countdown_s, cap))
 
 
 def start_sweeper(settings: Settings, app: Celery) -> threading.Event:

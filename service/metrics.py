@@ -20,12 +20,13 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.gate import held_by
+from core.lifecycle import JobState
 from core.liveness import workers
 from core.orm import Job, Learner, ModelVersion
 
 log = logging.getLogger(__name__)
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_STATES = tuple(JobState)
 UNMATCHED = "<unmatched>"  # requests no route matched: one label value, so random paths add no series
 # Celery's Redis transport keeps one list per priority step; unprioritised messages go to the first.
 REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
@@ -169,7 +170,7 @@ class DatabaseCollector(Collector):
         for state in sorted(set(JOB_STATES) | set(counts)):
             jobs.add_metric([state], counts.get(state, 0))
         yield jobs
-        queued = counts.get("queued", 0)
+        queued = counts.get(JobState.QUEUED, 0)
         yield GaugeMetricFamily("dgm_queue_depth_jobs", "jobs waiting for a worker (state queued)", queued)
         yield GaugeMetricFamily(
             "dgm_workers_alive",
@@ -255,9 +256,8 @@ def held_metric(held: dict[tuple[str, str], int]) -> Metric:
 
 def last_jobs(s: Any) -> list[tuple[str, dict[str, Any]]]:
     """(learner name, progress) of each learner's most recent succeeded job."""
-    latest = (
-        select(func.max(Job.id)).where(Job.state == "succeeded").group_by(Job.learner_id).scalar_subquery()
-    )
+    succeeded = select(func.max(Job.id)).where(Job.state == JobState.SUCCEEDED)
+    latest = succeeded.group_by(Job.learner_id).scalar_subquery()
     rows = s.execute(
         select(Learner.name, Job.progress)
         .join(Job, Job.learner_id == Learner.id)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import UnknownJob, UnknownLearner, UnknownVersion
 from core.fidelity import rounded
 from core.keys import Principal
+from core.lifecycle import JobState
 from core.liveness import state_detail, workers
 from core.orm import Evaluation, Job, Learner, ModelVersion, Task
 from core.schemas import JobRead, LearnerRead, RolloutRead, TaskRead, VersionRead
@@ -80,7 +81,7 @@ def get_version(session: Session, learner: Learner, number: int | None) -> Model
 def learner_read(session: Session, learner: Learner) -> LearnerRead:
     active = session.get(ModelVersion, learner.active_version_id) if learner.active_version_id else None
     states = set(session.scalars(select(Job.state).where(Job.learner_id == learner.id)))
-    status = "training" if "running" in states else "queued" if "queued" in states else None
+    status = "training" if JobState.RUNNING in states else "queued" if JobState.QUEUED in states else None
     out = LearnerRead.model_validate(learner)
     out.classes = list(active.classes) if active else []
     out.active_version = active.number if active else None

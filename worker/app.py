@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
+from core.lifecycle import DELIVERY
 from core.liveness import Heartbeat
 from core.logs import configure_logging
 from core.queue import TRAIN_JOB, make_celery
@@ -54,7 +55,7 @@ def _stop_heartbeat(**_kwargs: object) -> None:
         heartbeat.stop()
 
 
-@app.task(name=TRAIN_JOB, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@app.task(name=TRAIN_JOB, **DELIVERY.task_options())  # redelivery policy: core/lifecycle.py
 def train_task(job_id: int) -> str:
     from worker.train import run_job
 

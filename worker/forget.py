@@ -24,22 +24,16 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core import activation
+from core import activation, lifecycle
 from core.datasets import load_arrays, to_npz_bytes
 from core.db import session_scope
 from core.errors import Conflict
-from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
+from core.lifecycle import TaskState
+from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task
 from core.settings import Settings
 from core.storage import ArtifactStore
 from worker.progress import JobReporter
-from worker.train import (
-    LeaseLost,
-    discard_unpublished,
-    renew,
-    verify_parent,
-    version_row,
-    write_version_files,
-)
+from worker.versions import discard_unpublished, verify_parent, version_row, write_version_files
 
 log = logging.getLogger(__name__)
 LAYERS = ("conv1", "conv2", "conv3")
@@ -72,7 +66,7 @@ def read_forget_plan(s: Session, job_id: int) -> ForgetPlan:
     files = []
     for t in s.scalars(select(Task).where(Task.learner_id == task.learner_id, Task.kind == "learn")):
         files += [(t.id, "holdout_uri", t.holdout_uri)] if t.holdout_uri else []
-        files += [(t.id, "data_uri", t.data_uri)] if t.data_uri and t.state == "trained" else []
+        files += [(t.id, "data_uri", t.data_uri)] if t.data_uri and t.state == TaskState.TRAINED else []
     return ForgetPlan(
         learner_id=task.learner_id,
         task_id=task.id,
@@ -102,7 +96,7 @@ def forget_and_publish(settings: Settings, job_id: int, token: str, reporter: Jo
     store = ArtifactStore(settings.artifacts)
     verify_parent(store, plan.parent)
     learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
-    renew(reporter, job_id)
+    reporter.renew()
     if reporter.should_stop():
         raise TrainingCancelled("cancelled before forgetting")
     pruned = copy.deepcopy(learner)
@@ -114,7 +108,7 @@ def forget_and_publish(settings: Settings, job_id: int, token: str, reporter: Jo
             f"the active version {plan.parent['number']} cannot forget {plan.labels}: {exc}. Activate a "
             "version that knows the class, then retry this job"
         ) from exc
-    renew(reporter, job_id)
+    reporter.renew()
     rewritten = rewrite_data(store, plan)
     try:
         accuracy = evaluate(learner, store, plan, rewritten)
@@ -210,15 +204,8 @@ def publish_forget(
     forgotten, the tasks' data swapped to the rewritten files, the job's result. Returns the number."""
     facts = report.as_dict()
     with session_scope(settings) as s:
-        mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
         result = {"removed": removed_summary(plan, report)}
-        done = s.execute(
-            update(Job)
-            .where(mine)
-            .values(state="succeeded", finished_at=utcnow(), lease_until=None, warnings=[], result=result)
-        )
-        if done.rowcount != 1:
-            raise LeaseLost(f"job {job_id} is no longer leased to this worker")
+        lifecycle.succeed(s, job_id, token, warnings=[], result=result)
         number = (
             s.scalar(select(func.max(ModelVersion.number)).where(ModelVersion.learner_id == plan.learner_id))
             or 0
@@ -243,7 +230,6 @@ def publish_forget(
                 values["n_holdout"] = left
             s.execute(update(Task).where(Task.id == task_id).values(**values))
         activate_forgetting(s, plan, version.id)
-        s.execute(update(Task).where(Task.id == plan.task_id).values(state="trained"))
     return number
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import gate
+from core.lifecycle import TaskState
 from core.orm import Evaluation, Learner, ModelVersion, Task
 
 
@@ -62,7 +63,7 @@ def verdict(
     no_holdout = [
         t.ordinal
         for t in tasks
-        if t.kind == "learn" and t.state == "trained" and not t.n_holdout and t.ordinal < this.ordinal
+        if t.kind == "learn" and t.state == TaskState.TRAINED and not t.n_holdout and t.ordinal < this.ordinal
     ]
     evidence = gate.Evidence(
         before=before,

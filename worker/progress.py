@@ -1,7 +1,8 @@
 """Progress and cancellation for a running job: throttled, each write its own short transaction.
 
-Every write also renews the job's lease; a write that finds the lease gone (the sweeper handed the
-job to another worker) makes `should_stop` true, so this worker stops without publishing anything.
+Every write also renews the job's lease (`core.lifecycle.renew_lease`); a write that finds the lease
+gone (the sweeper handed the job to another worker) makes `should_stop` true, so this worker stops
+without publishing anything.
 `renewing()` renews it from a thread as well, every lease_s / 3, so phases that report no progress
 (loading the parent, evaluation, writing the files, one long step) never outlive a short lease.
 """
@@ -13,13 +14,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from core.db import session_scope
-from core.orm import Job, utcnow
+from core.lifecycle import LeaseLost, RequeuePolicy, renew_lease
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +55,12 @@ class JobReporter:
             losses = " ".join(f"{k}={float(v):.4g}" for k, v in p.losses.items())
             log.info("job %s: step %d/%d %s", self.job_id, p.step, p.total, losses)
 
+    def renew(self) -> None:
+        """Renew the lease now; stop here (LeaseLost) if another worker holds the job: it publishes."""
+        self.write(None)
+        if self.lease_lost:
+            raise LeaseLost(f"job {self.job_id} is no longer leased to this worker")
+
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_write >= self.settings.progress_interval_s:
             self.write(None)
@@ -65,10 +69,10 @@ class JobReporter:
     @contextmanager
     def renewing(self) -> Iterator[None]:
         """Renew the lease every lease_s / 3 from a daemon thread while the block runs."""
-        stop = threading.Event()
+        stop, every = threading.Event(), RequeuePolicy.of(self.settings).renew_every_s
 
         def loop() -> None:
-            while not stop.wait(self.settings.lease_s / 3) and not self.lease_lost:
+            while not stop.wait(every) and not self.lease_lost:
                 try:
                     self.write(None)
                 except Exception as exc:  # noqa: BLE001 - the next renewal (or progress write) tries again
@@ -99,12 +103,8 @@ class JobReporter:
             self._write(progress)
 
     def _write(self, progress: dict | None) -> None:
-        values: dict = {"lease_until": utcnow() + timedelta(seconds=self.settings.lease_s)}
-        if progress is not None:
-            values["progress"] = progress
-        with session_scope(self.settings) as s:
-            mine = (Job.id == self.job_id) & (Job.lease_token == self.token) & (Job.state == "running")
-            if s.execute(update(Job).where(mine).values(**values)).rowcount != 1:
-                self.lease_lost = True
-                return
-            self.cancel_requested = bool(s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+        cancel = renew_lease(self.settings, self.job_id, self.token, progress)
+        if cancel is None:
+            self.lease_lost = True
+        else:
+            self.cancel_requested = cancel

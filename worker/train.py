@@ -1,52 +1,43 @@
 """The training job: claim the learner's turn, train from the active version, publish a new version.
 
-Order of a job (the DB is the truth, the broker message only names the job):
+Order of a job (the DB is the truth, the broker message only names the job; every state change is a
+transition of core/lifecycle.py):
 1. claim: only the oldest unfinished task of its learner may run; a conditional UPDATE takes a lease,
    so a duplicate delivery or a second worker does nothing. Not its turn: re-enqueue with a countdown.
 2. train outside any transaction, from the learner's ACTIVE version (so after a rollback new tasks
    continue from the version that serves), or from the newest version when the regression gate held
    it after the active one (core/gate.py: held work is not lost); progress and cancel checks are short
    transactions.
-3. publish: checkpoint and classifier written atomically and their sha256 verified, then ONE
-   transaction (guarded by the lease) inserts the version and its evaluations, and activates it unless
-   the learner's activation policy (the regression gate) holds it.
+3. publish: checkpoint and classifier written atomically and their sha256 verified (worker/versions.py),
+   then ONE transaction (guarded by the lease) inserts the version and its evaluations, and activates
+   it unless the learner's activation policy (the regression gate) holds it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import traceback
-import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import activation, gate
+from core import activation, gate, lifecycle
 from core.datasets import load_arrays
 from core.db import session_scope
-from core.errors import ArtifactCorrupt, ArtifactWriteFailed
 from core.fidelity import job_warnings
+from core.lifecycle import JobState, LeaseLost
 from core.logs import log_context
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
-from core.queue import enqueue_train
 from core.settings import Settings
 from core.storage import ArtifactStore
-from core.sweeper import waiting_countdown
 from worker import gating
 from worker.progress import JobReporter
+from worker.versions import discard_unpublished, verify_parent, version_row, write_version_files
 
 log = logging.getLogger(__name__)
-FINISHED = ("succeeded", "failed", "cancelled")
-
-
-class LeaseLost(RuntimeError):
-    """Another worker owns the job now; this one must not publish."""
 
 
 @dataclass
@@ -63,17 +54,17 @@ class Plan:
 
 def run_job(settings: Settings, app: Celery, job_id: int) -> str:
     with log_context(job_id=job_id, learner=learner_name(settings, job_id)):
-        claim = claim_job(settings, job_id)
-        if claim == "wait":
-            countdown = waiting_countdown(settings, job_id)  # backs off while the earlier task trains
+        token = lifecycle.claim(settings, job_id)
+        if token == lifecycle.WAIT:
+            countdown = lifecycle.waiting_countdown(settings, job_id)  # backs off while the earlier trains
             log.info("job %s: an earlier task of the learner comes first; again in %.1f s", job_id, countdown)
-            enqueue_train(app, settings, job_id, countdown=countdown)
+            lifecycle.requeue(settings, app, job_id, countdown)
             return "waiting for an earlier task of the learner"
-        if claim is None:
+        if token is None:
             return leased_or_done(settings, app, job_id)
-        outcome = execute(settings, job_id, claim)
+        outcome = execute(settings, job_id, token)
         log.info("job %s: %s", job_id, outcome)
-        kick_next(settings, app, job_id)
+        lifecycle.start_next(settings, app, job_id)
         return outcome
 
 
@@ -81,43 +72,6 @@ def learner_name(settings: Settings, job_id: int) -> str | None:
     """For the log context: which learner a job trains (None for an unknown job)."""
     with session_scope(settings) as s:
         return s.scalar(select(Learner.name).join(Job, Job.learner_id == Learner.id).where(Job.id == job_id))
-
-
-def claim_job(settings: Settings, job_id: int) -> str | None:
-    """A lease token when this job may train now; "wait" when an earlier task comes first; else None."""
-    now = utcnow()
-    with session_scope(settings) as s:
-        job = s.get(Job, job_id)
-        if job is None or job.state in FINISHED:
-            return None
-        oldest = s.scalar(
-            select(Task.id)
-            .where(Task.learner_id == job.learner_id, Task.state.in_(("queued", "training")))
-            .order_by(Task.ordinal)
-            .limit(1)
-        )
-        if oldest != job.task_id:
-            job.enqueued_at = now
-            return "wait"
-        token = uuid.uuid4().hex
-        free = or_(Job.state == "queued", (Job.state == "running") & (Job.lease_until < now))
-        taken = s.execute(
-            update(Job)
-            .where(Job.id == job_id, free)
-            .values(
-                state="running",
-                lease_token=token,
-                lease_until=now + timedelta(seconds=settings.lease_s),
-                attempts=Job.attempts + 1,
-                worker=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",  # host:pid:attempt
-                started_at=now,
-                error=None,
-            )
-        )
-        if taken.rowcount != 1:
-            return None
-        s.execute(update(Task).where(Task.id == job.task_id).values(state="training"))
-        return token
 
 
 def leased_or_done(settings: Settings, app: Celery, job_id: int) -> str:
@@ -128,57 +82,37 @@ def leased_or_done(settings: Settings, app: Celery, job_id: int) -> str:
     instead of dropping the message and leaving the job to the sweeper. A live worker keeps renewing
     its lease, so a duplicate delivery comes back every `lease_s` until the job ends, then stops.
     """
-    left = lease_left(settings, job_id)
+    left = lifecycle.lease_left(settings, job_id)
     if left is None:
         log.info("job %s: nothing to do (finished or cancelled)", job_id)
         return "nothing to do (finished or cancelled)"
-    enqueue_train(app, settings, job_id, countdown=left + 1)
+    lifecycle.requeue(settings, app, job_id, lifecycle.RequeuePolicy.leased(left))
     log.info("job %s: leased by another worker for %.1f s more; looking again then", job_id, left)
     return f"leased by another worker for {left:.1f} s more; looking again then"
 
 
-def lease_left(settings: Settings, job_id: int) -> float | None:
-    """Seconds until a running job's lease runs out; None when the job is not running."""
-    with session_scope(settings) as s:
-        row = s.execute(select(Job.state, Job.lease_until).where(Job.id == job_id)).first()
-    if row is None or row.state != "running" or row.lease_until is None:
-        return None
-    return max((row.lease_until - utcnow()).total_seconds(), 0.0)
-
-
 def execute(settings: Settings, job_id: int, token: str) -> str:
+    """Train and publish under the lease; the job's end (state and error) is recorded by core.lifecycle."""
     from dgm import TrainingCancelled
 
     reporter = JobReporter(settings, job_id, token)
     try:
         with reporter.renewing():  # a short lease stays safe through phases without progress writes
             train_and_publish(settings, job_id, token, reporter)
-        return "succeeded"
+        return JobState.SUCCEEDED
     except (LeaseLost, TrainingCancelled) as exc:
         if reporter.lease_lost or isinstance(exc, LeaseLost):
             log.warning("job %s: lease lost; another worker owns it", job_id)
             return "lease lost"
-        finish(settings, job_id, token, "cancelled", "cancelled on request")
-        return "cancelled"
+        lifecycle.stop_cancelled(settings, job_id, token)
+        return JobState.CANCELLED
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, which stays retryable
         log.exception("job %s failed", job_id)
         detail = f"{type(exc).__name__}: {exc}"
         if not exc.__class__.__module__.startswith(("dgm", "core")):
             detail += "\n" + "".join(traceback.format_exception(exc, limit=-3))
-        finish(settings, job_id, token, "failed", detail)
-        return "failed"
-
-
-def finish(settings: Settings, job_id: int, token: str, state: str, error: str | None) -> None:
-    task_state = {"cancelled": "cancelled", "failed": "failed"}[state]
-    with session_scope(settings) as s:
-        mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
-        done = s.execute(
-            update(Job).where(mine).values(state=state, error=error, finished_at=utcnow(), lease_until=None)
-        )
-        if done.rowcount == 1:
-            task_id = s.scalar(select(Job.task_id).where(Job.id == job_id))
-            s.execute(update(Task).where(Task.id == task_id).values(state=task_state))
+        lifecycle.fail(settings, job_id, token, detail)
+        return JobState.FAILED
 
 
 def read_plan(s: Session, job_id: int) -> Plan:
@@ -227,9 +161,9 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
     else:
         verify_parent(store, plan.parent)
         learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
-    renew(reporter, job_id)  # loading the parent took time the lease must cover
+    reporter.renew()  # loading the parent took time the lease must cover
     report = learner.learn_task(x, labels, progress=reporter.progress, should_stop=reporter.should_stop)
-    renew(reporter, job_id)  # evaluation and the file writes come next, with no progress writes
+    reporter.renew()  # evaluation and the file writes come next, with no progress writes
     accuracy = evaluate(learner, store, plan.holdouts)
     files = write_version_files(store, learner, plan, job_id)
     try:
@@ -244,40 +178,6 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
         store.delete(plan.data_uri)
 
 
-def renew(reporter: JobReporter, job_id: int) -> None:
-    """Renew the lease now; stop here if another worker holds the job (it will publish, not us)."""
-    reporter.write(None)
-    if reporter.lease_lost:
-        raise LeaseLost(f"job {job_id} is no longer leased to this worker")
-
-
-def discard_unpublished(settings: Settings, store: ArtifactStore, checkpoint_uri: str) -> None:
-    """Publishing failed (lease lost, database gone): remove the files unless a version row holds them.
-
-    A connection lost at COMMIT leaves it unknown whether the version went in, so the database is
-    asked; when it cannot answer either, the files stay (an unreferenced folder is harmless, a version
-    row without its files is not).
-    """
-    try:
-        with session_scope(settings) as s:
-            held = s.scalar(select(ModelVersion.id).where(ModelVersion.checkpoint_uri == checkpoint_uri))
-    except Exception:  # noqa: BLE001 - unknown outcome: keep the files
-        log.warning("could not check whether %s was published; keeping it", checkpoint_uri)
-        return
-    if held is None:
-        store.delete_tree(checkpoint_uri.rsplit("/", 1)[0])
-
-
-def verify_parent(store: ArtifactStore, parent: dict[str, Any]) -> None:
-    try:
-        store.verify(parent["uri"], parent["sha256"])
-    except ArtifactCorrupt as exc:
-        raise ArtifactCorrupt(
-            f"cannot train from version {parent['number']}: {exc.detail}. Restore the file, or activate "
-            "another version, then retry this job"
-        ) from exc
-
-
 def evaluate(
     learner: Any, store: ArtifactStore, holdouts: list[tuple[int, str]]
 ) -> dict[int, tuple[float, int]]:
@@ -288,60 +188,6 @@ def evaluate(
         if len(labels) and set(labels) <= set(learner.classes):
             out[task_id] = (learner.evaluate(x, labels), len(labels))
     return out
-
-
-def write_version_files(store: ArtifactStore, learner: Any, plan: Plan, job_id: int) -> dict[str, Any]:
-    """Write both files atomically, then re-read them to check the digests before anything is published.
-
-    On any failure (disk full, read-only or damaged store) the version's folder is removed again, so a
-    failed job leaves no files behind, and the error says which file could not be written and why.
-    """
-    folder = f"learners/{plan.learner_id}/versions/job{job_id}-{uuid.uuid4().hex[:8]}"
-    files: dict[str, Any] = {}
-    try:
-        for kind, save in (("checkpoint", learner.save), ("classifier", learner.save_classifier)):
-            uri = f"{folder}/{kind}.safetensors"
-            try:
-                size, digest = store.write_with(uri, save)
-            except OSError as exc:
-                raise ArtifactWriteFailed(
-                    f"could not write the new version's {kind} to the artifact store ({store.path(uri)}): "
-                    f"{exc.strerror or exc}. Free space on, or make writable, DGM_ARTIFACT_DIR "
-                    f"({store.root}), then retry this job"
-                ) from exc
-            store.verify(uri, digest)
-            files[kind] = (uri, size, digest)
-    except BaseException:
-        store.delete_tree(folder)
-        raise
-    return files
-
-
-def version_row(
-    plan: Any, number: int, classes: list[str], report: Any, facts: dict, files: dict, **fields
-) -> ModelVersion:
-    """The version row every publish writes (a learn task's and a forget task's): where its files are,
-    what the report says; `fields` adds what differs (mask usage, activation, status)."""
-    (ck_uri, ck_bytes, ck_sha), (cl_uri, cl_bytes, cl_sha) = files["checkpoint"], files["classifier"]
-    return ModelVersion(
-        learner_id=plan.learner_id,
-        number=number,
-        task_id=plan.task_id,
-        parent_id=plan.parent["id"] if plan.parent else None,
-        classes=classes,
-        checkpoint_uri=ck_uri,
-        checkpoint_sha256=ck_sha,
-        checkpoint_bytes=ck_bytes,
-        classifier_uri=cl_uri,
-        classifier_sha256=cl_sha,
-        classifier_bytes=cl_bytes,
-        parameters=report.parameters,
-        widths=report.widths,
-        report=facts,
-        fidelity=facts.get("fidelity"),
-        train_seconds=report.seconds,
-        **fields,
-    )
 
 
 def publish(
@@ -364,20 +210,9 @@ def publish(
     with session_scope(settings) as s:
         verdict = gating.verdict(s, plan.learner_id, plan.task_id, accuracy, facts.get("fidelity"))
         live = verdict["decision"] == "activated"
-        mine = (Job.id == job_id) & (Job.lease_token == token) & (Job.state == "running")
-        done = s.execute(
-            update(Job)
-            .where(mine)
-            .values(
-                state="succeeded",
-                finished_at=now,
-                lease_until=None,
-                warnings=job_warnings(facts),
-                result={"gate": verdict},
-            )
-        )
-        if done.rowcount != 1:
-            raise LeaseLost(f"job {job_id} is no longer leased to this worker")
+        task_values = {} if settings.keep_training_data else {"data_uri": None}
+        warnings = job_warnings(facts)
+        lifecycle.succeed(s, job_id, token, task_values, warnings=warnings, result={"gate": verdict})
         number = (
             s.scalar(select(func.max(ModelVersion.number)).where(ModelVersion.learner_id == plan.learner_id))
             or 0
@@ -401,25 +236,4 @@ def publish(
             )
         if live:  # held: the active version keeps serving (core/gate.py)
             activation.activate(s, plan.learner_id, version.id, at=now)
-        task_values: dict[str, Any] = {"state": "trained"}
-        if not settings.keep_training_data:
-            task_values["data_uri"] = None
-        s.execute(update(Task).where(Task.id == plan.task_id).values(**task_values))
     return number
-
-
-def kick_next(settings: Settings, app: Celery, job_id: int) -> None:
-    """Start the learner's next queued task now instead of waiting for its countdown."""
-    with session_scope(settings) as s:
-        learner_id = s.scalar(select(Job.learner_id).where(Job.id == job_id))
-        nxt = s.scalar(
-            select(Job.id)
-            .join(Task, Task.id == Job.task_id)
-            .where(Job.learner_id == learner_id, Job.state == "queued")
-            .order_by(Task.ordinal)
-            .limit(1)
-        )
-        if nxt is not None:
-            s.execute(update(Job).where(Job.id == nxt).values(enqueued_at=utcnow()))
-    if nxt is not None:
-        enqueue_train(app, settings, nxt)

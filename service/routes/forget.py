@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
+from core.lifecycle import UNFINISHED_TASK, JobState, TaskState, new_job
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
 from core.queue import enqueue_train
 from core.schemas import JobRead, UploadAccepted
@@ -35,7 +36,6 @@ from service.versions import GridCache
 from service.views import get_learner, task_read
 
 router = APIRouter(prefix="/v1/learners", tags=["forget"])
-UNFINISHED = ("queued", "training")
 
 
 class UnknownClass(NotFound):
@@ -56,12 +56,12 @@ def forget_class(
         check_forgettable(s, learner, label)
         ordinal = (s.scalar(select(func.max(Task.ordinal)).where(Task.learner_id == learner.id)) or 0) + 1
         task = Task(
-            learner_id=learner.id, ordinal=ordinal, kind="forget", state="queued", classes=[label],
+            learner_id=learner.id, ordinal=ordinal, kind="forget", state=TaskState.QUEUED, classes=[label],
             class_counts={}, n_train=0, n_holdout=0, source=f"forget {label}"[:255],
         )  # fmt: skip
         s.add(task)
         s.flush()
-        job = Job(task_id=task.id, learner_id=learner.id, state="queued", enqueued_at=utcnow(), attempts=0)
+        job = new_job(task)
         s.add(job)
         s.commit()
         accepted = UploadAccepted(
@@ -82,7 +82,9 @@ def check_forgettable(s: Session, learner: Learner, label: str) -> None:
     active = s.get(ModelVersion, learner.active_version_id) if learner.active_version_id else None
     known = list(active.classes) if active else []
     pending = s.scalars(
-        select(Task).where(Task.learner_id == learner.id, Task.state.in_(UNFINISHED)).order_by(Task.ordinal)
+        select(Task)
+        .where(Task.learner_id == learner.id, Task.state.in_(UNFINISHED_TASK))
+        .order_by(Task.ordinal)
     )
     for task in pending:
         if task.kind == "forget":
@@ -181,7 +183,7 @@ def delete_learner(
         # needs the learner's row), so locking in this order waits for it instead of deadlocking
         jobs = s.scalars(select(Job).where(Job.learner_id == learner.id).with_for_update()).all()
         s.execute(select(Learner.id).where(Learner.id == learner.id).with_for_update())
-        running = [j.id for j in jobs if j.state == "running"]
+        running = [j.id for j in jobs if j.state == JobState.RUNNING]
         if running and not force:
             raise Conflict(
                 f"job {running[0]} of learner {name!r} is running; cancel it (POST /v1/jobs/{running[0]}/"

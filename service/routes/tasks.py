@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.datasets import check_counts, read_upload, split_holdout, to_npz_bytes
 from core.errors import Conflict, InvalidInput, InvalidParameter
-from core.orm import Job, Learner, ModelVersion, Task, utcnow
+from core.lifecycle import UNFINISHED_TASK, TaskState, new_job
+from core.orm import Job, Learner, ModelVersion, Task
 from core.queue import enqueue_train
 from core.schemas import JobRead, TaskRead, UploadAccepted
 from core.settings import Settings
@@ -167,9 +168,7 @@ def check_new_classes(s: Session, learner: Learner, new: list[str]) -> None:
             f"classes already learned by learner {learner.name!r}: {clash[:10]}; "
             "a task must bring only new classes"
         )
-    pending = s.scalars(
-        select(Task).where(Task.learner_id == learner.id, Task.state.in_(("queued", "training")))
-    )
+    pending = s.scalars(select(Task).where(Task.learner_id == learner.id, Task.state.in_(UNFINISHED_TASK)))
     for task in pending:
         clash = sorted(set(new) & set(task.classes))
         if clash:
@@ -199,7 +198,7 @@ def insert_task(
     task = Task(
         learner_id=learner.id,
         ordinal=ordinal,
-        state="queued",
+        state=TaskState.QUEUED,
         classes=list(counts),
         class_counts=counts,
         n_train=sum(counts.values()),
@@ -210,7 +209,7 @@ def insert_task(
     )
     s.add(task)
     s.flush()
-    job = Job(task_id=task.id, learner_id=learner.id, state="queued", enqueued_at=utcnow(), attempts=0)
+    job = new_job(task)
     s.add(job)
     s.flush()
     return task, job

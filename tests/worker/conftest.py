@@ -1,4 +1,5 @@
-"""The in-process app and settings on a fresh SQLite database that the job tests share."""
+"""The in-process app and settings on a fresh SQLite database that the job tests share; for the fault
+tests (test_faults_*.py), a private redis-server and a PostgreSQL stack per test module."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from core.db import upgrade
 from core.settings import Settings
 from service.app import create_app
 from tests.service.support import ADMIN
+from tests.worker.faults_support import RedisServer, Stack, fault_stack, redis_server
 
 
 @pytest.fixture
@@ -27,3 +29,24 @@ def settings(tmp_path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+def module_tag(request: pytest.FixtureRequest) -> str:
+    """'infra' for test_faults_infra.py: names the module's temporary folders."""
+    return request.module.__name__.rsplit("_", 1)[-1]
+
+
+@pytest.fixture(scope="module")
+def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server (never the shared 6379) for one fault-test module."""
+    with redis_server(tmp_path_factory.mktemp(f"redis-{module_tag(request)}")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, broker: RedisServer
+) -> Iterator[Stack]:
+    """A fresh migrated PostgreSQL schema, a private queue on `broker`, and the API on them."""
+    with fault_stack(tmp_path_factory.mktemp(f"faults-{module_tag(request)}"), broker.url) as pair:
+        yield pair

@@ -43,6 +43,7 @@ from tests.service.support import (
 from tests.service.support import stop as stop_process
 
 LEASE_S = 5  # short, so a dead worker's job is free again within seconds
+Stack = tuple[Settings, TestClient]  # the `stack` fixture (tests/worker/conftest.py): settings and the API
 
 
 def free_port() -> int:

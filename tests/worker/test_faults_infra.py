@@ -10,44 +10,27 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from core.settings import Settings
 from tests.service.support import PG_SERVER, auth, upload, wait_job
 from tests.worker.faults_support import (
     WORKER_PROCESSES,
     RedisServer,
-    fault_stack,
+    Stack,
     job_row,
     make_learner,
     predict,
     record,
-    redis_server,
     versions_consistent,
     versions_of_task,
     wait_training,
     workers,
 )
 
-Stack = tuple[Settings, TestClient]
 LONG = 120  # epochs: several seconds of training, so the job is still running while connections drop
 DOWN_S = 1.5  # how long Redis stays down
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis-infra")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, broker: RedisServer) -> Iterator[Stack]:
-    with fault_stack(tmp_path_factory.mktemp("faults-infra"), broker.url) as pair:
-        yield pair
 
 
 def finish_or_retry(client: TestClient, job_id: int) -> tuple[dict, dict | None]:
@@ -79,7 +62,7 @@ def test_fault_redis_restarted_mid_job(stack: Stack, broker: RedisServer):
         assert broker.client().llen(settings.queue) == 0  # every message in it is lost
         assert job_row(settings, j1).state == "running"  # training needs no broker
         first, first_retry = finish_or_retry(client, j1)
-        # j2's message was lost: the worker re-sends it when j1 ends (kick_next), on the new Redis
+        # j2's message was lost: the worker re-sends it when j1 ends (lifecycle.start_next), on the new Redis
         second, second_retry = finish_or_retry(client, j2)
         done_s = time.monotonic() - started
 
@@ -97,7 +80,7 @@ def test_fault_redis_restarted_mid_job(stack: Stack, broker: RedisServer):
             "running_job": first["state"] + (" then retried: " + first_retry["state"] if first_retry else ""),
             "queued_job_whose_message_was_lost": second["state"]
             + (" then retried: " + second_retry["state"] if second_retry else ""),
-            "requeued_by": "the worker's kick_next when the running job ended",
+            "requeued_by": "the worker's start_next (core/lifecycle.py) when the running job ended",
             "restart_to_both_done_s": round(done_s, 2),
             "attempts": [job_row(settings, j).attempts for j in (j1, j2)],
             "versions": 2,

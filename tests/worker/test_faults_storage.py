@@ -9,42 +9,24 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from core.settings import Settings
 from core.storage import ArtifactStore
 from tests.service.support import Broker, auth, upload
 from tests.worker.faults_support import (
     IN_PROCESS,
-    RedisServer,
-    fault_stack,
+    Stack,
     job_row,
     make_learner,
     predict,
     record,
-    redis_server,
     versions_consistent,
     versions_of_task,
 )
 from worker.train import run_job
-
-Stack = tuple[Settings, TestClient]
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis-storage")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, broker: RedisServer) -> Iterator[Stack]:
-    with fault_stack(tmp_path_factory.mktemp("faults-storage"), broker.url) as pair:
-        yield pair
 
 
 def trained(stack: Stack) -> str:

@@ -12,28 +12,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 
 from core.orm import utcnow
 from core.queue import enqueue_train
-from core.settings import Settings
 from core.sweeper import sweep
 from tests.service.support import auth, digits, npz_bytes, upload, wait_job
 from tests.worker.faults_support import (
     WORKER_PROCESSES,
     RedisServer,
-    fault_stack,
     job_row,
     make_learner,
     pid_of,
     pool_children,
     predict,
     record,
-    redis_server,
     sigkill,
     task_ordinal,
     versions_consistent,
@@ -43,20 +38,7 @@ from tests.worker.faults_support import (
     workers,
 )
 
-Stack = tuple[Settings, TestClient]
 LONG = 80  # epochs: a few seconds of training, long enough to kill in the middle
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis-workers")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, broker: RedisServer) -> Iterator[Stack]:
-    with fault_stack(tmp_path_factory.mktemp("faults-workers"), broker.url) as pair:
-        yield pair
 
 
 def first_version(client: TestClient, name: str) -> None:

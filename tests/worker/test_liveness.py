@@ -13,12 +13,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from core.db import session_scope
+from core.lifecycle import claim
 from core.liveness import Heartbeat
 from core.orm import Job, WorkerHeartbeat, utcnow
 from core.settings import Settings
 from tests.service.support import TINY, Broker, auth, upload
 from worker.progress import JobReporter
-from worker.train import claim_job, run_job
+from worker.train import run_job
 
 
 def learner(client: TestClient, name: str = "live") -> str:
@@ -81,7 +82,7 @@ def test_liveness_queued_job_says_why_it_waits(client: TestClient, settings: Set
         time.sleep(0.3)
         assert detail(client, j1).startswith("waiting for a free worker (1 alive")
         assert detail(client, j2) == f"waiting for task #1 of the learner (job {j1}, queued)"
-        assert claim_job(settings, j1) is not None
+        assert claim(settings, j1) is not None
         running = client.get(f"/v1/jobs/{j1}", headers=auth()).json()
         assert running["state"] == "running" and running["state_detail"].startswith("running on ")
     finally:
@@ -107,7 +108,7 @@ def test_liveness_lease_renewed_while_the_job_reports_nothing(client: TestClient
     name = learner(client)
     job_id = upload(client, name, [0, 1])
     quick = settings.model_copy(update={"lease_s": 6})  # renewed every 2 s
-    token = claim_job(quick, job_id)
+    token = claim(quick, job_id)
     assert token is not None
     with session_scope(settings) as s:
         first = s.scalar(select(Job.lease_until).where(Job.id == job_id))

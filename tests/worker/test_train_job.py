@@ -8,11 +8,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from core.db import session_scope
+from core.lifecycle import claim
 from core.orm import Job, ModelVersion, Task, utcnow
 from core.settings import Settings
 from core.sweeper import sweep
 from tests.service.support import TINY, Broker, auth, upload
-from worker.train import claim_job, run_job
+from worker.train import run_job
 
 
 def learner(client: TestClient, name: str = "w") -> str:
@@ -58,12 +59,12 @@ def test_worker_duplicate_delivery_does_not_train_twice(client: TestClient, sett
 def test_worker_lease_blocks_a_second_claim_until_it_expires(client: TestClient, settings: Settings):
     name = learner(client)
     j1 = upload(client, name, [0, 1])
-    token = claim_job(settings, j1)
+    token = claim(settings, j1)
     assert token and token != "wait"
-    assert claim_job(settings, j1) is None  # another worker: the lease is held
+    assert claim(settings, j1) is None  # another worker: the lease is held
     with session_scope(settings) as s:
         s.execute(update(Job).where(Job.id == j1).values(lease_until=utcnow() - timedelta(seconds=1)))
-    second = claim_job(settings, j1)  # the first worker died: the lease ran out
+    second = claim(settings, j1)  # the first worker died: the lease ran out
     assert second not in (None, "wait", token)
     assert job_row(settings, j1).attempts == 2
 
@@ -112,7 +113,7 @@ def test_sweeper_reenqueues_lost_jobs_only(client: TestClient, settings: Setting
         s.execute(update(Job).where(Job.id == j1).values(enqueued_at=old))
     assert sweep(settings, broker) == [j1] and broker.sent == [(j1, None)]
     assert sweep(settings, broker) == []  # touched, so not sent again
-    token = claim_job(settings, j1)
+    token = claim(settings, j1)
     with session_scope(settings) as s:  # its worker died mid-training
         s.execute(update(Job).where(Job.id == j1).values(lease_until=old))
     assert sweep(settings, broker) == [j1]
