@@ -8,6 +8,7 @@ a task's mask multiplies weights (DGMw) or unit activations (DGMa).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from torch import nn
 
 from dgm import masks
 from dgm.config import LearnerConfig
+from dgm.errors import CheckpointError
 
 INTERNAL_SIZE = 32
 KERNEL = 4
@@ -36,6 +38,17 @@ def _task_bn(widths: list[int]) -> nn.ModuleList:
         nn.init.normal_(bn.weight, 1.0, 0.02)
         nn.init.zeros_(bn.bias)
     return bns
+
+
+def load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    """Load the tensors named `prefix` + parameter name into `module`; all of them, nothing else."""
+    own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        module.load_state_dict(own, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint tensors do not match the architecture in its metadata: {exc}"
+        ) from exc
 
 
 class Generator(nn.Module):
@@ -71,6 +84,50 @@ class Generator(nn.Module):
         # later tasks reuse them before the network grows (see end_task)
         self.released = [0, 0, 0]
         self.masking = True  # False only to time the same network without masks (benchmarks)
+
+    # ----- state: what a checkpoint holds ----------------------------------------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """A finished generator as checkpoint tensors and JSON-able metadata (`from_state` rebuilds it).
+
+        Tensors: `gen.<name>` for every parameter and buffer (weights, per-task BN with running stats,
+        heads), the binary masks `mask.<task>.<layer>` and `cumulative.<layer>` as uint8. Metadata: the
+        widths now and per task, and the class bookkeeping. CheckpointError while a task is open: its
+        mask is still real-valued.
+        """
+        if self.training_task is not None:
+            raise CheckpointError("a task is still being learned; save after learn_task returns")
+        tensors = {f"gen.{k}": v for k, v in self.state_dict().items()}
+        for t, task_masks in enumerate(self.task_masks):
+            tensors.update({f"mask.{t}.{l}": m.to(torch.uint8) for l, m in enumerate(task_masks)})
+        tensors.update({f"cumulative.{l}": c.to(torch.uint8) for l, c in enumerate(self.cumulative)})
+        meta = {
+            "widths": self.widths,
+            "task_caps": self.task_caps,
+            "class_task": self.class_task,
+            "class_codes": self.class_codes,
+            "released": self.released,
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_state(
+        cls, cfg: LearnerConfig, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    ) -> Generator:
+        """The generator `state()` described, in eval mode on the CPU; other keys in `tensors` are ignored."""
+        gen = cls(cfg, widths=meta["widths"])
+        gen.task_caps = [list(c) for c in meta["task_caps"]]
+        gen.class_task = list(meta["class_task"])
+        # checkpoints from before forgetting existed: class i is coded by slot i, nothing was released
+        gen.class_codes = list(meta.get("class_codes", range(len(gen.class_task))))
+        gen.released = list(meta.get("released", [0, 0, 0]))
+        for caps in gen.task_caps:
+            gen.bns.append(_task_bn(caps))
+        for t in gen.class_task:
+            gen.heads.append(nn.Parameter(torch.empty(gen.task_caps[t][-1], gen.nc, KERNEL, KERNEL)))
+        load_strict(gen, tensors, "gen.")
+        gen.task_masks = [[tensors[f"mask.{t}.{l}"].bool() for l in range(3)] for t in range(gen.n_tasks)]
+        gen.cumulative = [tensors[f"cumulative.{l}"].bool() for l in range(3)]
+        return gen.eval()
 
     # ----- bookkeeping -------------------------------------------------------------------------
     def mask_shape(self, layer: int) -> tuple[int, ...]:
@@ -339,6 +396,19 @@ class Discriminator(nn.Module):
         for m in self.trunk:
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The serving classifier's tensors as `disc.<name>`: trunk and class head. A projection critic's
+        class embedding judges, it never serves, so it is left out."""
+        return {f"disc.{k}": v for k, v in self.state_dict().items() if not k.startswith("embed.")}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Discriminator:
+        """The serving classifier (no projection, eval mode) from `disc.*` tensors and the metadata's
+        `image_shape`, `ndf` and `classes`; other keys in `tensors` are ignored."""
+        disc = cls(meta["image_shape"][0], meta["ndf"], len(meta["classes"]))
+        load_strict(disc, tensors, "disc.")
+        return disc.eval()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.trunk(x))
