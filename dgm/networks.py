@@ -7,14 +7,13 @@ a task's mask multiplies weights (DGMw) or unit activations (DGMa).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgm import masks
+from dgm import expansion, masks
 from dgm.config import LearnerConfig
 from dgm.errors import CheckpointError
 
@@ -256,32 +255,19 @@ class Generator(nn.Module):
     def end_task(self) -> dict[str, list[int] | list[float]]:
         """Freeze the task's binary mask, union it into the cumulative mask, grow the network."""
         binary = [masks.binarise(e).cpu() for e in self.embedding]
-        before = [int(c.sum()) for c in self.cumulative]
+        before = self.cumulative
         self.task_masks.append(binary)
         self.cumulative = [c | b for c, b in zip(self.cumulative, binary, strict=True)]
-        newly = [int(c.sum()) - b for c, b in zip(self.cumulative, before, strict=True)]
-        usage = [float(b.float().mean()) for b in binary]
+        newly = expansion.newly_reserved(before, self.cumulative)
         self.embedding = nn.ParameterList()
         # capacity a forgotten task gave back pays for this task's claim first; only the rest is grown
-        reused = [min(n, r) for n, r in zip(newly, self.released, strict=True)]
-        self.released = [r - u for r, u in zip(self.released, reused, strict=True)]
-        added = self.expand([n - u for n, u in zip(newly, reused, strict=True)])
-        return {"newly_reserved": newly, "units_added": added, "mask_usage": usage}
+        to_grow, self.released = expansion.claim_released(newly, self.released)
+        added = self.expand(to_grow)
+        return {"newly_reserved": newly, "units_added": added, "mask_usage": expansion.mask_usage(binary)}
 
     def expansion_for(self, newly_reserved: list[int]) -> list[int]:
         """Channels to add per layer so free capacity returns to its level before the task (§5)."""
-        if self.cfg.variant == "dgma":
-            return list(newly_reserved)
-        k2 = KERNEL * KERNEL
-        added: list[int] = []
-        cin = self.nz
-        for l, delta in enumerate(newly_reserved):
-            cout = self.widths[l]
-            from_inputs = (added[l - 1] * cout * k2) if l else 0  # weights the input growth already gave
-            cin_new = cin + (added[l - 1] if l else 0)
-            added.append(max(0, math.ceil((delta - from_inputs) / (cin_new * k2))))
-            cin = cout
-        return added
+        return expansion.channels_to_add(self.cfg.variant, newly_reserved, self.nz, self.widths, KERNEL)
 
     @torch.no_grad()
     def expand(self, newly_reserved: list[int]) -> list[int]:
