@@ -26,7 +26,7 @@ class Classifier:
 
     def __init__(
         self,
-        disc: torch.nn.Module,
+        disc: Discriminator,
         classes: list[str],
         image_shape: tuple[int, int, int],
         device: torch.device,

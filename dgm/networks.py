@@ -7,7 +7,7 @@ a task's mask multiplies weights (DGMw) or unit activations (DGMa).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +32,11 @@ def _xavier_relu(shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _task_bn(widths: list[int]) -> nn.ModuleList:
-    bns = nn.ModuleList(nn.BatchNorm2d(c) for c in widths)
+    bns = [nn.BatchNorm2d(c) for c in widths]
     for bn in bns:
         nn.init.normal_(bn.weight, 1.0, 0.02)
         nn.init.zeros_(bn.bias)
-    return bns
+    return nn.ModuleList(bns)
 
 
 def load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
@@ -194,12 +194,13 @@ class Generator(nn.Module):
         caps = self.task_caps[task]
         task_masks = self.task_masks_for(task, s)
         x = self.latent(noise, classes)[:, :, None, None]
+        bns = cast(nn.ModuleList, self.bns[task])  # one BatchNorm2d per layer
         cin = self.nz
         for l, (stride, pad) in enumerate(LAYER_GEOMETRY):
             w = self.weights[l][:cin, : caps[l]]
             if self.masking and self.cfg.variant == "dgmw":
                 w = w * task_masks[l]
-            x = F.relu(self.bns[task][l](F.conv_transpose2d(x, w, stride=stride, padding=pad)))
+            x = F.relu(bns[l](F.conv_transpose2d(x, w, stride=stride, padding=pad)))
             if self.masking and self.cfg.variant == "dgma":
                 # After BN and ReLU (as HAT), so a masked unit is exactly 0 for this task.
                 x = x * task_masks[l].view(1, -1, 1, 1)
@@ -226,14 +227,14 @@ class Generator(nn.Module):
         """Per weight: 0 where an earlier task reserved it, 1 where it is free (METHOD.md §3.2-3.3)."""
         if self.cfg.variant == "dgmw":
             return [(~c).float() for c in self.cumulative]
-        out, prev = [], None
+        out = []
         for l, cum in enumerate(self.cumulative):
             o = cum.float().view(1, -1, 1, 1)
             if l == 0:  # input is the latent: nothing upstream to protect
                 out.append(1 - o.expand_as(self.weights[0]))
             else:
-                out.append(1 - torch.minimum(prev.view(-1, 1, 1, 1), o).expand_as(self.weights[l]))
-            prev = cum.float()
+                prev = self.cumulative[l - 1].float().view(-1, 1, 1, 1)
+                out.append(1 - torch.minimum(prev, o).expand_as(self.weights[l]))
         return [m.contiguous() for m in out]
 
     @torch.no_grad()
@@ -404,5 +405,7 @@ class Discriminator(nn.Module):
         h = self.trunk(x)
         out = self.critic(h).squeeze(1)
         if self.embed is not None:
+            if y is None:
+                raise ValueError("a projection critic scores each image as a class: pass y")
             out = out + self.embed(h).gather(1, y[:, None]).squeeze(1)
         return out
