@@ -79,7 +79,7 @@ def fidelity_check(
     reasons, notes, measured = [], [], 0
     unmeasured = sorted(c for c, f in after.items() if f is None)
     for name in sorted(c for c, f in after.items() if f is not None):
-        f, old = round(float(after[name]), 4), before.get(name)
+        f, old = round(float(after[name] or 0.0), 4), before.get(name)  # never None here
         measured += 1
         if f >= min_fidelity:
             continue

@@ -20,7 +20,7 @@ def decode_image(data: bytes, image_shape: tuple[int, int, int], name: str, resi
     """PNG/JPEG bytes -> C x H x W uint8 in the learner's channels; resized only when `resize`."""
     c, h, w = image_shape
     try:
-        img = Image.open(io.BytesIO(data), formats=FORMATS)
+        img: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
         if img.size[0] * img.size[1] > MAX_PIXELS:
             raise InvalidInput(f"{name}: image of {img.size[0]}x{img.size[1]} pixels is too large")
         img.load()

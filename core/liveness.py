@@ -39,7 +39,7 @@ def beat(settings: Settings, name: str, info: dict[str, Any]) -> None:
         done = s.execute(
             update(WorkerHeartbeat).where(WorkerHeartbeat.name == name).values(last_seen=now, info=info)
         )
-        if done.rowcount == 0:
+        if done.rowcount == 0:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
             s.add(WorkerHeartbeat(name=name, started_at=now, last_seen=now, info=info))
 
 
@@ -119,7 +119,7 @@ def prune(s: Session) -> int:
     """Delete the rows of workers not seen for FORGET_AFTER; returns how many."""
     return s.execute(
         delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen < utcnow() - FORGET_AFTER)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]  # a DELETE's result is a CursorResult
 
 
 def state_detail(s: Session, settings: Settings, job: Job) -> str | None:

@@ -43,7 +43,7 @@ class ArtifactStore:
             raise ArtifactCorrupt(f"artifact uri {uri!r} points outside the artifact store")
         return p
 
-    def write_with(self, uri: str, write: Callable[[Path], None]) -> tuple[int, str]:
+    def write_with(self, uri: str, write: Callable[[Path], object]) -> tuple[int, str]:
         """Call `write(tmp_path)`, fsync, atomically move to `uri`; return (bytes, sha256)."""
         target = self.path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from dgm import images
 from dgm.config import LearnerConfig
+from dgm.errors import DGMInputError
 from dgm.networks import Discriminator
 
 
@@ -25,41 +26,49 @@ class PlainClassifier:
         self.classes: list[str] = []
         self.net: Discriminator | None = None
 
-    def _widen(self, new: list[str]) -> None:
+    def _widen(self, new: list[str]) -> Discriminator:
         old = self.net
         self.classes = self.classes + [c for c in new if c not in self.classes]
-        self.net = Discriminator(self.cfg.image_shape[0], self.cfg.ndf, len(self.classes)).to(self.device)
+        net = Discriminator(self.cfg.image_shape[0], self.cfg.ndf, len(self.classes)).to(self.device)
         if old is not None:  # keep the trunk and the old rows of the head
             state = old.state_dict()
             head_w, head_b = state.pop("classify.weight"), state.pop("classify.bias")
-            self.net.load_state_dict(state, strict=False)
+            net.load_state_dict(state, strict=False)
             with torch.no_grad():
-                self.net.classify.weight[: len(head_w)] = head_w
-                self.net.classify.bias[: len(head_b)] = head_b
+                net.classify.weight[: len(head_w)] = head_w
+                net.classify.bias[: len(head_b)] = head_b
+        self.net = net
+        return net
+
+    def _fitted(self) -> Discriminator:
+        if self.net is None:
+            raise DGMInputError("the classifier has not been fitted yet; call fit first")
+        return self.net
 
     def fit(self, x: np.ndarray, y, epochs: int) -> None:
         """Train on (x, y); unseen labels widen the head first."""
         labels = [str(v) for v in np.asarray(y).reshape(-1)]
-        self._widen(sorted(set(labels) - set(self.classes)))
+        net = self._widen(sorted(set(labels) - set(self.classes)))
         xt = images.prepare(x, self.cfg.image_shape, self.device)
         index = {c: i for i, c in enumerate(self.classes)}
         yt = torch.tensor([index[c] for c in labels], device=self.device)
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr, betas=(self.cfg.beta1, 0.999))
-        self.net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=self.cfg.lr, betas=(self.cfg.beta1, 0.999))
+        net.train()
         for _ in range(epochs):
             perm = torch.randperm(len(xt), generator=self.rng, device=self.device)
             for idx in perm.split(self.cfg.batch_size):
-                loss = F.cross_entropy(self.net.logits(xt[idx]), yt[idx])
+                loss = F.cross_entropy(net.logits(xt[idx]), yt[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        self.net.eval()
+        net.eval()
 
     @torch.no_grad()
     def predict(self, x: np.ndarray) -> list[str]:
+        net = self._fitted()
         xt = images.prepare(x, self.cfg.image_shape, self.device)
-        idx = torch.cat([self.net.logits(c).argmax(1) for c in xt.split(512)]).cpu().numpy()
+        idx = torch.cat([net.logits(c).argmax(1) for c in xt.split(512)]).cpu().numpy()
         return [self.classes[i] for i in idx]
 
     def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
+        return sum(p.numel() for p in self._fitted().parameters())

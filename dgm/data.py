@@ -7,6 +7,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from dgm.errors import DGMInputError
 
@@ -23,7 +24,14 @@ FASHION_MNIST_CLASSES = (
     "bag",
     "ankle-boot",
 )
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, DTypeLike] = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 
 def load_idx(path: str | Path) -> np.ndarray:

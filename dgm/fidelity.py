@@ -53,4 +53,4 @@ def task_fidelity(
     rng = torch.Generator(device=x.device).manual_seed(seed)
     local = torch.as_tensor(class_ids, device=y.device)
     y_local = (y[:, None] == local[None]).float().argmax(1)
-    return score(oracle(cfg, x, y_local, rng), gen, class_ids, rng)
+    return [*score(oracle(cfg, x, y_local, rng), gen, class_ids, rng)]  # as list[float | None]

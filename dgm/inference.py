@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgm import images
-from dgm.checkpoint import load_classifier_parts
+from dgm import checkpoint, images
 from dgm.errors import CheckpointError
+from dgm.networks import Discriminator
 
 
 def sha256_file(path: str | Path) -> str:
@@ -25,7 +25,7 @@ class Classifier:
 
     def __init__(
         self,
-        disc: torch.nn.Module,
+        disc: Discriminator,
         classes: list[str],
         image_shape: tuple[int, int, int],
         device: torch.device,
@@ -39,9 +39,11 @@ class Classifier:
             actual = sha256_file(path)
             if actual != sha256:
                 raise CheckpointError(f"{path}: sha256 {actual} does not match the recorded {sha256}")
-        disc, meta = load_classifier_parts(path)
+        tensors, meta = checkpoint.read(path, "classifier")
+        state = meta["state"]
+        disc = Discriminator.from_state(tensors, state)
         dev = torch.device(device)
-        return cls(disc.to(dev), list(meta["classes"]), tuple(meta["image_shape"]), dev)
+        return cls(disc.to(dev), list(state["classes"]), tuple(state["image_shape"]), dev)
 
     @torch.inference_mode()
     def scores(self, x: np.ndarray) -> np.ndarray:

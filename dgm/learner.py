@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dgm import fidelity, images
+from dgm import checkpoint, fidelity, images
 from dgm.config import LearnerConfig
 from dgm.consolidate import consolidate
-from dgm.errors import DGMInputError
+from dgm.errors import CheckpointError, DGMInputError
 from dgm.networks import LAYER_NAMES, Discriminator, Generator
 from dgm.train import ProgressFn, TaskTrainer, generate
 
@@ -320,22 +320,50 @@ class Learner:
             p.numel() for name, p in self.generator.named_parameters() if not name.startswith("embedding")
         )
 
-    # ----- persistence -----------------------------------------------------------------------
+    # ----- persistence (file layout: dgm/checkpoint.py) --------------------------------------
     def save(self, path: str | Path) -> None:
-        from dgm.checkpoint import save_learner
-
-        save_learner(self, path)
+        """Everything needed to continue learning: generator, serving classifier, config and history."""
+        tensors, state = self.generator.state()
+        if self.classifier is not None:
+            tensors.update(self.classifier.state())
+        state = {**state, "seed": self.seed, "history": self.history, **self._classifier_meta()}
+        checkpoint.write(tensors, {"kind": "learner", "config": self.config.to_dict(), "state": state}, path)
 
     def save_classifier(self, path: str | Path) -> None:
-        from dgm.checkpoint import save_classifier
+        """The small serving file: the classifier and the class names only (dgm.inference loads it)."""
+        if self.classifier is None:
+            raise CheckpointError("nothing to save: the learner has not learned any task yet")
+        meta = {"kind": "classifier", "state": self._classifier_meta(), "config": self.config.to_dict()}
+        checkpoint.write(self.classifier.state(), meta, path)
 
-        save_classifier(self, path)
+    def _classifier_meta(self) -> dict[str, Any]:
+        return {"classes": self.classes, "image_shape": list(self.config.image_shape), "ndf": self.config.ndf}
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None) -> Learner:
-        from dgm.checkpoint import load_learner
+        tensors, meta = checkpoint.read(path, "learner")
+        return cls.from_state(tensors, meta, device)
 
-        return load_learner(path, device)
+    @classmethod
+    def from_state(
+        cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: str | torch.device | None = None
+    ) -> Learner:
+        """The learner a `learner` checkpoint's tensors and metadata (`kind`, `config`, `state`) describe."""
+        cfg = LearnerConfig.from_dict(
+            {**meta["config"], "extra": tuple(tuple(kv) for kv in meta["config"]["extra"])}
+        )
+        state = meta["state"]
+        learner = cls(cfg, seed=state["seed"], device="cpu")
+        learner.generator = Generator.from_state(cfg, tensors, state)
+        learner.classes = list(state["classes"])
+        learner.history = list(state["history"])
+        if learner.classes:
+            learner.classifier = Discriminator.from_state(tensors, state)
+        learner.device = resolve_device(device)
+        learner.generator.to(learner.device)
+        if learner.classifier is not None:
+            learner.classifier.to(learner.device)
+        return learner
 
 
 @torch.no_grad()

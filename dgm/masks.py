@@ -6,6 +6,8 @@ A *soft* mask is sigmoid(s * e) for the task being trained; after the task it is
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 COSH_CLIP = 50.0  # METHOD.md §8.1
@@ -46,4 +48,4 @@ def sparsity(masks: list[torch.Tensor], reserved: list[torch.Tensor]) -> torch.T
     """R = sum m (1 - M_<t) / sum (1 - M_<t): only claiming free weights/units costs (METHOD.md §3.3)."""
     num = sum((m * (~r).to(m.dtype)).sum() for m, r in zip(masks, reserved, strict=True))
     den = sum((~r).sum() for r in reserved)
-    return num / max(int(den), 1)
+    return cast(torch.Tensor, num / max(int(den), 1))  # num is 0 only for no layers at all

@@ -7,14 +7,15 @@ a task's mask multiplies weights (DGMw) or unit activations (DGMa).
 
 from __future__ import annotations
 
-import math
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgm import masks
+from dgm import expansion, masks
 from dgm.config import LearnerConfig
+from dgm.errors import CheckpointError
 
 INTERNAL_SIZE = 32
 KERNEL = 4
@@ -31,11 +32,22 @@ def _xavier_relu(shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _task_bn(widths: list[int]) -> nn.ModuleList:
-    bns = nn.ModuleList(nn.BatchNorm2d(c) for c in widths)
+    bns = [nn.BatchNorm2d(c) for c in widths]
     for bn in bns:
         nn.init.normal_(bn.weight, 1.0, 0.02)
         nn.init.zeros_(bn.bias)
-    return bns
+    return nn.ModuleList(bns)
+
+
+def load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    """Load the tensors named `prefix` + parameter name into `module`; all of them, nothing else."""
+    own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        module.load_state_dict(own, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint tensors do not match the architecture in its metadata: {exc}"
+        ) from exc
 
 
 class Generator(nn.Module):
@@ -71,6 +83,50 @@ class Generator(nn.Module):
         # later tasks reuse them before the network grows (see end_task)
         self.released = [0, 0, 0]
         self.masking = True  # False only to time the same network without masks (benchmarks)
+
+    # ----- state: what a checkpoint holds ----------------------------------------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """A finished generator as checkpoint tensors and JSON-able metadata (`from_state` rebuilds it).
+
+        Tensors: `gen.<name>` for every parameter and buffer (weights, per-task BN with running stats,
+        heads), the binary masks `mask.<task>.<layer>` and `cumulative.<layer>` as uint8. Metadata: the
+        widths now and per task, and the class bookkeeping. CheckpointError while a task is open: its
+        mask is still real-valued.
+        """
+        if self.training_task is not None:
+            raise CheckpointError("a task is still being learned; save after learn_task returns")
+        tensors = {f"gen.{k}": v for k, v in self.state_dict().items()}
+        for t, task_masks in enumerate(self.task_masks):
+            tensors.update({f"mask.{t}.{l}": m.to(torch.uint8) for l, m in enumerate(task_masks)})
+        tensors.update({f"cumulative.{l}": c.to(torch.uint8) for l, c in enumerate(self.cumulative)})
+        meta = {
+            "widths": self.widths,
+            "task_caps": self.task_caps,
+            "class_task": self.class_task,
+            "class_codes": self.class_codes,
+            "released": self.released,
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_state(
+        cls, cfg: LearnerConfig, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    ) -> Generator:
+        """The generator `state()` described, in eval mode on the CPU; other keys in `tensors` are ignored."""
+        gen = cls(cfg, widths=meta["widths"])
+        gen.task_caps = [list(c) for c in meta["task_caps"]]
+        gen.class_task = list(meta["class_task"])
+        # checkpoints from before forgetting existed: class i is coded by slot i, nothing was released
+        gen.class_codes = list(meta.get("class_codes", range(len(gen.class_task))))
+        gen.released = list(meta.get("released", [0, 0, 0]))
+        for caps in gen.task_caps:
+            gen.bns.append(_task_bn(caps))
+        for t in gen.class_task:
+            gen.heads.append(nn.Parameter(torch.empty(gen.task_caps[t][-1], gen.nc, KERNEL, KERNEL)))
+        load_strict(gen, tensors, "gen.")
+        gen.task_masks = [[tensors[f"mask.{t}.{l}"].bool() for l in range(3)] for t in range(gen.n_tasks)]
+        gen.cumulative = [tensors[f"cumulative.{l}"].bool() for l in range(3)]
+        return gen.eval()
 
     # ----- bookkeeping -------------------------------------------------------------------------
     def mask_shape(self, layer: int) -> tuple[int, ...]:
@@ -139,12 +195,13 @@ class Generator(nn.Module):
         caps = self.task_caps[task]
         task_masks = self.task_masks_for(task, s)
         x = self.latent(noise, classes)[:, :, None, None]
+        bns = cast(nn.ModuleList, self.bns[task])  # one BatchNorm2d per layer
         cin = self.nz
         for l, (stride, pad) in enumerate(LAYER_GEOMETRY):
             w = self.weights[l][:cin, : caps[l]]
             if self.masking and self.cfg.variant == "dgmw":
                 w = w * task_masks[l]
-            x = F.relu(self.bns[task][l](F.conv_transpose2d(x, w, stride=stride, padding=pad)))
+            x = F.relu(bns[l](F.conv_transpose2d(x, w, stride=stride, padding=pad)))
             if self.masking and self.cfg.variant == "dgma":
                 # After BN and ReLU (as HAT), so a masked unit is exactly 0 for this task.
                 x = x * task_masks[l].view(1, -1, 1, 1)
@@ -171,14 +228,14 @@ class Generator(nn.Module):
         """Per weight: 0 where an earlier task reserved it, 1 where it is free (METHOD.md §3.2-3.3)."""
         if self.cfg.variant == "dgmw":
             return [(~c).float() for c in self.cumulative]
-        out, prev = [], None
+        out = []
         for l, cum in enumerate(self.cumulative):
             o = cum.float().view(1, -1, 1, 1)
             if l == 0:  # input is the latent: nothing upstream to protect
                 out.append(1 - o.expand_as(self.weights[0]))
             else:
-                out.append(1 - torch.minimum(prev.view(-1, 1, 1, 1), o).expand_as(self.weights[l]))
-            prev = cum.float()
+                prev = self.cumulative[l - 1].float().view(-1, 1, 1, 1)
+                out.append(1 - torch.minimum(prev, o).expand_as(self.weights[l]))
         return [m.contiguous() for m in out]
 
     @torch.no_grad()
@@ -200,32 +257,19 @@ class Generator(nn.Module):
     def end_task(self) -> dict[str, list[int] | list[float]]:
         """Freeze the task's binary mask, union it into the cumulative mask, grow the network."""
         binary = [masks.binarise(e).cpu() for e in self.embedding]
-        before = [int(c.sum()) for c in self.cumulative]
+        before = self.cumulative
         self.task_masks.append(binary)
         self.cumulative = [c | b for c, b in zip(self.cumulative, binary, strict=True)]
-        newly = [int(c.sum()) - b for c, b in zip(self.cumulative, before, strict=True)]
-        usage = [float(b.float().mean()) for b in binary]
+        newly = expansion.newly_reserved(before, self.cumulative)
         self.embedding = nn.ParameterList()
         # capacity a forgotten task gave back pays for this task's claim first; only the rest is grown
-        reused = [min(n, r) for n, r in zip(newly, self.released, strict=True)]
-        self.released = [r - u for r, u in zip(self.released, reused, strict=True)]
-        added = self.expand([n - u for n, u in zip(newly, reused, strict=True)])
-        return {"newly_reserved": newly, "units_added": added, "mask_usage": usage}
+        to_grow, self.released = expansion.claim_released(newly, self.released)
+        added = self.expand(to_grow)
+        return {"newly_reserved": newly, "units_added": added, "mask_usage": expansion.mask_usage(binary)}
 
     def expansion_for(self, newly_reserved: list[int]) -> list[int]:
         """Channels to add per layer so free capacity returns to its level before the task (§5)."""
-        if self.cfg.variant == "dgma":
-            return list(newly_reserved)
-        k2 = KERNEL * KERNEL
-        added: list[int] = []
-        cin = self.nz
-        for l, delta in enumerate(newly_reserved):
-            cout = self.widths[l]
-            from_inputs = (added[l - 1] * cout * k2) if l else 0  # weights the input growth already gave
-            cin_new = cin + (added[l - 1] if l else 0)
-            added.append(max(0, math.ceil((delta - from_inputs) / (cin_new * k2))))
-            cin = cout
-        return added
+        return expansion.channels_to_add(self.cfg.variant, newly_reserved, self.nz, self.widths, KERNEL)
 
     @torch.no_grad()
     def expand(self, newly_reserved: list[int]) -> list[int]:
@@ -341,6 +385,19 @@ class Discriminator(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, 0.02)
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """The serving classifier's tensors as `disc.<name>`: trunk and class head. A projection critic's
+        class embedding judges, it never serves, so it is left out."""
+        return {f"disc.{k}": v for k, v in self.state_dict().items() if not k.startswith("embed.")}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Discriminator:
+        """The serving classifier (no projection, eval mode) from `disc.*` tensors and the metadata's
+        `image_shape`, `ndf` and `classes`; other keys in `tensors` are ignored."""
+        disc = cls(meta["image_shape"][0], meta["ndf"], len(meta["classes"]))
+        load_strict(disc, tensors, "disc.")
+        return disc.eval()
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.trunk(x))
 
@@ -349,5 +406,7 @@ class Discriminator(nn.Module):
         h = self.trunk(x)
         out = self.critic(h).squeeze(1)
         if self.embed is not None:
+            if y is None:
+                raise ValueError("a projection critic scores each image as a class: pass y")
             out = out + self.embed(h).gather(1, y[:, None]).squeeze(1)
         return out

@@ -76,7 +76,7 @@ def gradient_penalty(
 
 
 @torch.no_grad()
-def recalibrate_bn(disc: nn.Module, x: torch.Tensor, batch: int) -> None:
+def recalibrate_bn(disc: Discriminator, x: torch.Tensor, batch: int) -> None:
     """Re-estimate D's BatchNorm statistics on classification data only.
 
     During training the critic also sees fakes and gradient-penalty interpolates, whose statistics are

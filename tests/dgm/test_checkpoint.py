@@ -1,11 +1,33 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors import safe_open
 
-from dgm import CheckpointError, Learner
+from dgm import CheckpointError, Learner, checkpoint
 from dgm.inference import Classifier, sha256_file
+from dgm.networks import Generator
 from tests.dgm.conftest import task_data, tiny_learner
+
+# Written by the code before Generator.state()/from_state() existed (commit 8a5c868): a DGMw learner,
+# 8x8 images, ngf 2, ndf 2, nz 8, three tasks (zero+one, two, three), then "zero" and "one" forgotten,
+# so the two classes left keep latent codes 2 and 3.
+LEARNER_V1 = Path(__file__).parent / "data" / "learner_v1.safetensors"
+
+
+def file_contents(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+
+
+def assert_same_contents(a: Path, b: Path) -> None:
+    (meta_a, tensors_a), (meta_b, tensors_b) = file_contents(a), file_contents(b)
+    assert meta_a == meta_b
+    assert tensors_a.keys() == tensors_b.keys()
+    for k, v in tensors_a.items():
+        assert v.dtype == tensors_b[k].dtype and torch.equal(v, tensors_b[k]), k
 
 
 @pytest.mark.parametrize("variant", ["dgmw", "dgma"])
@@ -76,3 +98,45 @@ def test_garbage_file_is_a_clear_checkpoint_error(tmp_path):
     path.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
         Learner.load(path)
+
+
+def test_checkpoint_of_earlier_code_loads_and_saves_back_unchanged(tmp_path):
+    learner = Learner.load(LEARNER_V1, device="cpu")
+    assert learner.classes == ["two", "three"]
+    assert learner.generator.class_codes == [2, 3]
+    assert learner.generator.widths == [12, 4, 4]
+    assert learner.sample("three", 3, seed=1).shape == (3, 1, 8, 8)
+    learner.save(tmp_path / "again.safetensors")
+    assert_same_contents(LEARNER_V1, tmp_path / "again.safetensors")
+
+
+def test_checkpoint_from_before_forgetting_gets_default_codes_and_no_released_capacity(tmp_path):
+    tensors, meta = checkpoint.read(LEARNER_V1, "learner")
+    for key in ("class_codes", "released"):
+        del meta["state"][key]
+    checkpoint.write(tensors, meta, tmp_path / "old.safetensors")
+    gen = Learner.load(tmp_path / "old.safetensors").generator
+    assert gen.class_codes == [0, 1] and gen.released == [0, 0, 0]
+
+
+@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
+def test_generator_state_round_trips_through_json_metadata(digits, variant):
+    learner = tiny_learner(variant)
+    learner.learn_task(*task_data(digits, [0, 1]))
+    learner.learn_task(*task_data(digits, [2]))
+    gen = learner.generator
+    tensors, meta = gen.state()
+    assert all(isinstance(v, torch.Tensor) for v in tensors.values())
+    back = Generator.from_state(learner.config, tensors, json.loads(json.dumps(meta)))
+    noise = torch.randn(4, gen.nz, generator=torch.Generator().manual_seed(5))
+    for task in range(gen.n_tasks):
+        classes = torch.tensor(gen.task_class_ids(task)).repeat(4)[:4]
+        assert torch.equal(back(noise, classes, task), gen(noise, classes, task))
+    assert back.state()[1] == meta
+
+
+def test_generator_state_refuses_an_open_task():
+    gen = tiny_learner("dgmw").generator
+    gen.begin_task(2)
+    with pytest.raises(CheckpointError, match="still being learned"):
+        gen.state()
