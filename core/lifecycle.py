@@ -128,6 +128,11 @@ class LeaseLost(RuntimeError):
     """Another worker owns the job now; this one must not publish."""
 
 
+def rows(result: Any) -> int:
+    """Rows an UPDATE matched: SQLAlchemy types execute() as Result, but an UPDATE's is a CursorResult."""
+    return int(result.rowcount)
+
+
 def mine(job_id: int, token: str) -> Any:
     """The guard of every worker-side transition: the job is running under this worker's lease."""
     return (Job.id == job_id) & (Job.lease_token == token) & (Job.state == JobState.RUNNING)
@@ -172,7 +177,7 @@ def claim(settings: Settings, job_id: int) -> str | None:
                 error=None,
             )
         )
-        if taken.rowcount != 1:
+        if rows(taken) != 1:
             return None
         s.execute(update(Task).where(Task.id == job.task_id).values(state=TaskState.TRAINING))
         return token
@@ -194,7 +199,7 @@ def renew_lease(settings: Settings, job_id: int, token: str, progress: dict | No
     if progress is not None:
         values["progress"] = progress
     with session_scope(settings) as s:
-        if s.execute(update(Job).where(mine(job_id, token)).values(**values)).rowcount != 1:
+        if rows(s.execute(update(Job).where(mine(job_id, token)).values(**values))) != 1:
             return None
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
@@ -209,7 +214,7 @@ def succeed(s: Session, job_id: int, token: str, task_values: dict[str, Any] | N
         .where(mine(job_id, token))
         .values(state=JobState.SUCCEEDED, finished_at=utcnow(), lease_until=None, **job_values)
     )
-    if done.rowcount != 1:
+    if rows(done) != 1:
         raise LeaseLost(f"job {job_id} is no longer leased to this worker")
     task_id = s.scalar(select(Job.task_id).where(Job.id == job_id))
     s.execute(update(Task).where(Task.id == task_id).values(state=TaskState.TRAINED, **(task_values or {})))
@@ -233,7 +238,7 @@ def _end(settings: Settings, job_id: int, token: str, state: JobState, task_stat
             .where(mine(job_id, token))
             .values(state=state, error=error, finished_at=utcnow(), lease_until=None)
         )
-        if done.rowcount != 1:
+        if rows(done) != 1:
             return False
         task_id = s.scalar(select(Job.task_id).where(Job.id == job_id))
         s.execute(update(Task).where(Task.id == task_id).values(state=task_state))
@@ -244,7 +249,7 @@ def cancel(s: Session, job: Job) -> None:
     """A queued job is cancelled at once; a running one is asked to stop (its worker sees the request
     at its next check, a second or so). Anything else: JobStateConflict. The caller commits."""
     queued = (Job.id == job.id) & (Job.state == JobState.QUEUED)
-    if s.execute(update(Job).where(queued).values(state=JobState.CANCELLED, finished_at=utcnow())).rowcount:
+    if rows(s.execute(update(Job).where(queued).values(state=JobState.CANCELLED, finished_at=utcnow()))):
         s.execute(update(Task).where(Task.id == job.task_id).values(state=TaskState.CANCELLED))
     elif job.state == JobState.RUNNING:
         s.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
