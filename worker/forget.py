@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from core import activation, lifecycle
 from core.datasets import load_arrays, to_npz_bytes
 from core.db import session_scope
-from core.errors import Conflict
+from core.errors import Conflict, UnknownJob
 from core.lifecycle import TaskState
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task
 from core.settings import Settings
@@ -54,7 +54,8 @@ class ForgetPlan:
 
 def read_forget_plan(s: Session, job_id: int) -> ForgetPlan:
     job = s.get(Job, job_id)
-    assert job is not None
+    if job is None:
+        raise UnknownJob(f"job {job_id} no longer exists (its learner was deleted); nothing to forget")
     task = job.task
     parent = s.get(ModelVersion, task.learner.active_version_id) if task.learner.active_version_id else None
     learned = s.execute(

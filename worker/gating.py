@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import gate
+from core.errors import UnknownLearner
 from core.lifecycle import TaskState
 from core.orm import Evaluation, Learner, ModelVersion, Task
 
@@ -45,7 +46,8 @@ def verdict(
     have activated another version while the job trained).
     """
     learner = s.get(Learner, learner_id)
-    assert learner is not None
+    if learner is None:
+        raise UnknownLearner(f"learner {learner_id} was deleted while its job trained; nothing to publish")
     tasks = s.execute(
         select(Task.id, Task.ordinal, Task.kind, Task.state, Task.n_holdout).where(
             Task.learner_id == learner_id

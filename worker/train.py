@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from core import activation, gate, lifecycle
 from core.datasets import load_arrays
 from core.db import session_scope
+from core.errors import Gone, UnknownJob, UnknownLearner
 from core.fidelity import job_warnings
 from core.lifecycle import JobState, LeaseLost
 from core.logs import log_context
@@ -117,9 +118,13 @@ def execute(settings: Settings, job_id: int, token: str) -> str:
 
 def read_plan(s: Session, job_id: int) -> Plan:
     job = s.get(Job, job_id)
-    assert job is not None
+    if job is None:
+        raise UnknownJob(f"job {job_id} no longer exists (its learner was deleted); nothing to train")
     task, learner = job.task, s.get(Learner, job.learner_id)
-    assert learner is not None and task.data_uri is not None
+    if learner is None:
+        raise UnknownLearner(f"the learner of job {job_id} no longer exists; nothing to train")
+    if task.data_uri is None:
+        raise Gone(f"the training data of task {task.id} was deleted; upload the task again")
     parent = gating.parent_version(s, learner)  # the active version, or held work after it
     holdouts = s.execute(
         select(Task.id, Task.holdout_uri).where(Task.learner_id == learner.id, Task.holdout_uri.is_not(None))
