@@ -26,9 +26,9 @@ import numpy as np
 
 from core.errors import CorruptFile, InvalidInput, InvalidParameter, PayloadTooLarge, UnsafeArchive
 from core.images import check_pixels, decode_image, to_nchw
+from dgm.shared import MAX_LABEL_CHARS, bad_labels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-MAX_LABEL_CHARS = 200
 COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")  # control, format, surrogate, private, unassigned
 NPZ_MEMBERS = {"x.npy", "y.npy"}
@@ -234,8 +234,7 @@ def _ignored(p: PurePosixPath) -> bool:
 def normalise_labels(y: np.ndarray, n: int, filename: str) -> list[str]:
     """Labels as strings, one per image; refuses empty, overlong and invisible-character labels.
 
-    The library's own guard, dgm/learner.normalise_labels, refuses empty and overlong labels for callers
-    of dgm without the service; core may not import dgm, so MAX_LABEL_CHARS is written twice."""
+    Which labels are empty or overlong is dgm/shared.bad_labels's rule, which the library applies too."""
     y = np.asarray(y)
     if y.dtype.kind not in "iuUS":
         raise InvalidInput(f"{filename}: labels y have dtype {y.dtype}; send integers or strings")
@@ -244,8 +243,7 @@ def normalise_labels(y: np.ndarray, n: int, filename: str) -> list[str]:
             f"{filename}: {n} images but y has shape {list(y.shape)}; send one label per image"
         )
     labels = [v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()]
-    bad = sorted({lab for lab in labels if not lab.strip() or len(lab) > MAX_LABEL_CHARS})
-    if bad:
+    if bad := bad_labels(labels):
         raise InvalidInput(
             f"{filename}: labels must be non-empty and at most {MAX_LABEL_CHARS} characters: "
             f"{[b[:40] for b in bad[:3]]}"

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from core.errors import CorruptFile, InvalidInput
+from dgm.shared import nchw
 
 MAX_PIXELS = 4096 * 4096  # per image; refuses decompression bombs before decoding
 FORMATS = ("PNG", "JPEG")
@@ -45,16 +46,11 @@ def decode_image(data: bytes, image_shape: tuple[int, int, int], name: str, resi
 def to_nchw(x: np.ndarray, image_shape: tuple[int, int, int], what: str = "images") -> np.ndarray:
     """N x H x W (one channel), N x C x H x W or N x H x W x C -> N x C x H x W; else a clear error.
 
-    The library accepts the same layouts in dgm/images.to_nchw, for callers of dgm without the service.
-    core may not import dgm (tests/test_import_contracts.py), so the rule is written twice: change both.
+    The layouts are dgm/shared.nchw's, which the library applies too (dgm/images.to_nchw).
     """
     c, h, w = image_shape
-    if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
-        return x[:, None]
-    if x.ndim == 4 and x.shape[1:] == (c, h, w):
-        return x
-    if x.ndim == 4 and x.shape[1:] == (h, w, c):
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if (out := nchw(x, image_shape)) is not None:
+        return out
     want = f"N x {h} x {w}" if c == 1 else f"N x {h} x {w} x {c} or N x {c} x {h} x {w}"
     raise InvalidInput(
         f"{what} have shape {list(x.shape)} but this learner's image shape is [{c}, {h}, {w}]: "

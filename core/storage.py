@@ -7,7 +7,6 @@ store root, so a shared volume may be mounted anywhere.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
@@ -15,13 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import ArtifactCorrupt
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 hex digest of a file, read in blocks by the standard library. dgm/inference.py has the
-    same one line for Classifier.load: core imports no dgm (no torch), and dgm imports nothing of core."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+from dgm.shared import sha256_file
 
 
 def _fsync_dir(path: Path) -> None:

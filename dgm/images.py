@@ -8,22 +8,18 @@ import torch.nn.functional as F
 
 from dgm.errors import DGMInputError
 from dgm.networks import INTERNAL_SIZE
+from dgm.shared import nchw
 
 
 def to_nchw(x: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
     """Accept N x H x W (one channel), N x C x H x W or N x H x W x C; return N x C x H x W.
 
-    The service checks uploads and predict bodies first with core/images.to_nchw (same layouts, messages
-    naming the file); dgm imports nothing of core, so the rule is written twice: change both.
+    The layouts are dgm/shared.nchw's, which the service's own check (core/images.to_nchw) uses too.
     """
     c, h, w = image_shape
     x = np.asarray(x)
-    if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
-        return x[:, None]
-    if x.ndim == 4 and x.shape[1:] == (c, h, w):
-        return x
-    if x.ndim == 4 and x.shape[1:] == (h, w, c):
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if (out := nchw(x, image_shape)) is not None:
+        return out
     expected = f"N x {h} x {w}" if c == 1 else f"N x {c} x {h} x {w} or N x {h} x {w} x {c}"
     if c == 1:
         expected += f" (or N x 1 x {h} x {w})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,7 @@ import torch
 from dgm import checkpoint, images
 from dgm.errors import CheckpointError
 from dgm.networks import Discriminator
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 hex digest of a file, read in blocks by the standard library. core/storage.py has the
-    same one line for the artifact store: dgm imports nothing of core, and core imports no dgm."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+from dgm.shared import sha256_file
 
 
 class Classifier:

@@ -17,9 +17,8 @@ from dgm.config import LearnerConfig
 from dgm.consolidate import consolidate
 from dgm.errors import CheckpointError, DGMInputError
 from dgm.networks import LAYER_NAMES, Discriminator, Generator
+from dgm.shared import MAX_LABEL_CHARS, bad_labels
 from dgm.train import ProgressFn, TaskTrainer, generate
-
-MAX_LABEL_CHARS = 200
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -78,8 +77,7 @@ def normalise_labels(y: Sequence[Any], n: int) -> list[str]:
     labels = [str(v.item() if hasattr(v, "item") else v) for v in np.asarray(y).reshape(-1)]
     if len(labels) != n:
         raise DGMInputError(f"got {n} images but {len(labels)} labels; send one label per image")
-    bad = sorted({lab for lab in labels if not lab.strip() or len(lab) > MAX_LABEL_CHARS})
-    if bad:
+    if bad := bad_labels(labels):
         raise DGMInputError(f"labels must be non-empty and at most {MAX_LABEL_CHARS} characters: {bad[:3]}")
     return labels
 

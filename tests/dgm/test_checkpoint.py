@@ -7,8 +7,9 @@ import torch
 from safetensors import safe_open
 
 from dgm import CheckpointError, Learner, checkpoint
-from dgm.inference import Classifier, sha256_file
+from dgm.inference import Classifier
 from dgm.networks import Generator
+from dgm.shared import sha256_file
 from tests.dgm.conftest import task_data, tiny_learner
 
 # Written by the code before Generator.state()/from_state() existed (commit 8a5c868): a DGMw learner,

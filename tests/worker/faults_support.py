@@ -28,7 +28,8 @@ from sqlalchemy import select
 from core.db import session_scope
 from core.orm import Job, Learner, ModelVersion, Task
 from core.settings import Settings
-from core.storage import ArtifactStore, sha256_file
+from core.storage import ArtifactStore
+from dgm.shared import sha256_file
 from service.app import create_app
 from tests.service.support import (
     ADMIN,
