@@ -39,6 +39,7 @@ from core.errors import Forbidden, Unauthorized, UnknownJob
 from core.fidelity import WARN_BELOW, describe
 from core.gate import describe_reason
 from core.keys import Principal, authenticate, end_session, session_principal, start_session
+from core.lifecycle import FINISHED
 from core.liveness import state_detail
 from core.orm import Job
 from core.schemas import JobRead, VersionRead
@@ -212,7 +213,7 @@ def page_context(h: dict[str, Any]) -> dict[str, Any]:
             for r, at in zip(matrix["rows"], a_t(accuracy_rows), strict=True)
         ],
         "has_accuracy": any(a is not None for row in accuracy_rows for a in row),
-        "live_jobs": [_live(j, h["tasks"]) for j in h["jobs"] if j.state in ("queued", "running")],
+        "live_jobs": [_live(j, h["tasks"]) for j in h["jobs"] if j.state not in FINISHED],
     }
 
 
