@@ -21,7 +21,7 @@ TASKS = [
     {9: "nine", 4: "four"},
 ]
 HELD_OUT = 40  # real images per class never shown to the learner
-# tiny widths, and a budget toward the small preset's floor (500 steps) rather than the tiny preset's few
+# tiny widths, and a budget toward the small preset's floor (1000 steps) rather than the tiny preset's few
 # seconds. At 120 steps DGMa failed here on an AMD EPYC machine (it had passed on an Intel one): its
 # heads drew recognisable 2s (fidelity 1.0), yet the classifier consolidated from them recognised 0-25% of
 # real 2s, on seed 0 and at task 1 of seed 1. At 200 steps seeds 0, 1 and 2 kept every old class >= 0.7.
