@@ -156,8 +156,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         ndf=32,
         epochs=1,
         # issue 9: 135 steps (5 epochs of a 1600-image task) left samples unrecognisable; 500 kept 0.759
-        # final A on Fashion-MNIST 5x2 (800/class, 3 seeds), 1000 keeps 0.804 and the worst old class
-        # 0.51 (was 0.42), at about twice the seconds a task (benchmarks/results/accuracy.json)
+        # final A on Fashion-MNIST 5x2 (800/class, 3 seeds), 1000 keeps 0.792 (higher on every seed),
+        # at about twice the seconds a task (benchmarks/results/accuracy.json, lever steps_1000)
         steps=1000,
         batch_size=64,
         lr=1e-3,
