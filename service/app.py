@@ -21,12 +21,12 @@ from core.sweeper import start_sweeper
 from service.classifiers import ClassifierCache, serving_device
 from service.limits import BodyLimit, RateLimiter
 from service.metrics import Metrics, MetricsMiddleware
-from service.rollout import CanarySplit
+from service.rollout import CanarySplit, Serving
 from service.routes import dashboard, health, jobs, keys, learners, plots, predict, rollout, tasks, versions
 from service.routes.forget import router as forget_router
 from service.routes.metrics import metrics_router
 from service.routes.v2 import router as v2_router
-from service.versions import GridCache
+from service.versions import SampleGrids
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     device = serving_device(settings.serve_device)
     log.info("classifiers are served on %s", device)
     app.state.classifiers = ClassifierCache(store, settings.classifier_cache_size, device)
-    app.state.sample_grids = GridCache()
+    app.state.sample_grids = SampleGrids(app.state.sessions, store, device)
     app.state.canary_split = CanarySplit()  # per process: service/rollout.py
     app.state.rate_limiter = RateLimiter(settings)
     app.add_middleware(BodyLimit, settings=settings)
     add_error_handlers(app)
     app.state.metrics = Metrics(app.state)  # per app: tests build several apps in one process
+    app.state.serving = Serving(
+        app.state.sessions, app.state.classifiers, app.state.canary_split, app.state.metrics
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts every answer
     for module in (health, learners, tasks, jobs, versions, rollout, predict, keys, plots, dashboard):
         app.include_router(module.router)

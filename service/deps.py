@@ -9,7 +9,7 @@ request itself carries (its body, headers, cookies or query string).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from celery import Celery
@@ -27,14 +27,8 @@ from service.classifiers import ClassifierCache
 from service.limits import RateLimiter
 from service.metrics import Metrics
 from service.rollout import CanarySplit, Serving
-from service.versions import GridCache
+from service.versions import SampleGrids
 from service.views import unknown_job, unknown_learner
-
-
-# Cheap dependencies are `async def`: FastAPI runs a plain `def` dependency in the thread pool, and each
-# hop costs a fraction of a millisecond per request, which the predict path should not pay.
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -43,56 +37,31 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-async def get_sessions(request: Request) -> sessionmaker[Session]:
-    """The session factory, for work in the thread pool that opens short sessions of its own."""
-    return request.app.state.sessions
+# Cheap dependencies are `async def`: FastAPI runs a plain `def` dependency in the thread pool, and each
+# hop costs a fraction of a millisecond per request, which the predict path should not pay.
+def app_state(attr: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency returning `app.state.<attr>`: what create_app built once (service/app.py)."""
+
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state, attr)
+
+    get.__name__ = f"get_{attr}"
+    return get
 
 
-async def get_store(request: Request) -> ArtifactStore:
-    return request.app.state.store
-
-
-async def get_classifiers(request: Request) -> ClassifierCache:
-    return request.app.state.classifiers
-
-
-async def get_sample_grids(request: Request) -> GridCache:
-    return request.app.state.sample_grids
-
-
-async def get_canary_split(request: Request) -> CanarySplit:
-    return request.app.state.canary_split
-
-
-async def get_rate_limiter(request: Request) -> RateLimiter:
-    return request.app.state.rate_limiter
-
-
-async def get_celery(request: Request) -> Celery:
-    return request.app.state.celery
-
-
-async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
-
-
-async def get_serving(request: Request) -> Serving:
-    """What the predict paths use, in one dependency (one resolution per call on the hot path)."""
-    state = request.app.state
-    return Serving(state.sessions, state.classifiers, state.canary_split, state.metrics)
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_state("settings"))]
 SessionDep = Annotated[Session, Depends(get_db)]
-SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
-StoreDep = Annotated[ArtifactStore, Depends(get_store)]
-ClassifiersDep = Annotated[ClassifierCache, Depends(get_classifiers)]
-SampleGridsDep = Annotated[GridCache, Depends(get_sample_grids)]
-CanarySplitDep = Annotated[CanarySplit, Depends(get_canary_split)]
-RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
-CeleryDep = Annotated[Celery, Depends(get_celery)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-ServingDep = Annotated[Serving, Depends(get_serving)]
+# the session factory, for work in the thread pool that opens short sessions of its own
+SessionsDep = Annotated[sessionmaker[Session], Depends(app_state("sessions"))]
+StoreDep = Annotated[ArtifactStore, Depends(app_state("store"))]
+ClassifiersDep = Annotated[ClassifierCache, Depends(app_state("classifiers"))]
+SampleGridsDep = Annotated[SampleGrids, Depends(app_state("sample_grids"))]
+CanarySplitDep = Annotated[CanarySplit, Depends(app_state("canary_split"))]
+RateLimiterDep = Annotated[RateLimiter, Depends(app_state("rate_limiter"))]
+CeleryDep = Annotated[Celery, Depends(app_state("celery"))]
+MetricsDep = Annotated[Metrics, Depends(app_state("metrics"))]
+# what the predict paths use, built once per app: one resolution per call on the hot path
+ServingDep = Annotated[Serving, Depends(app_state("serving"))]
 
 
 def require(scope: str | None, every_learner: bool = False) -> Callable[..., Any]:

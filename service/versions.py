@@ -18,21 +18,42 @@ from service.classifiers import refuse_purged
 from service.views import get_learner, get_version, versions_read
 
 
-class GridCache:
-    """version id -> samples PNG (a version never changes); one per app."""
+class SampleGrids:
+    """Each version's samples.png, rendered from its checkpoint once and kept (a version never changes);
+    one per app. `png` is blocking (torch): call it from the thread pool."""
 
-    def __init__(self, size: int = 16) -> None:
-        self.size, self.items, self.lock = size, OrderedDict[int, bytes](), threading.Lock()
+    def __init__(
+        self, sessions: sessionmaker[Session], store: ArtifactStore, device: str, size: int = 16
+    ) -> None:
+        self.sessions, self.store, self.device, self.size = sessions, store, device, size
+        self.items, self.lock = OrderedDict[int, bytes](), threading.Lock()
 
-    def get(self, key: int) -> bytes | None:
+    def png(self, name: str, number: int) -> bytes:
+        """The PNG grid of images version `number` of learner `name` generates per class."""
+        with self.sessions() as s:
+            version = get_version(s, get_learner(s, name), number)
+            refuse_purged(version)
+            vid, uri, sha = version.id, version.checkpoint_uri, version.checkpoint_sha256
         with self.lock:
-            return self.items.get(key)
-
-    def put(self, key: int, png: bytes) -> None:
+            if (cached := self.items.get(vid)) is not None:
+                return cached
+        png = self._render(uri, sha, number)
         with self.lock:
-            self.items[key] = png
+            self.items[vid] = png
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
+        return png
+
+    def _render(self, uri: str, sha: str, number: int) -> bytes:
+        self.store.verify(uri, sha)
+        from dgm import CheckpointError
+        from dgm import Learner as Generator  # the library's learner, not the table
+
+        try:
+            learner = Generator.load(self.store.path(uri), device=self.device)
+        except CheckpointError as exc:
+            raise ArtifactCorrupt(f"version {number}: {exc}") from exc
+        return render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
 
     def evict(self, keys: list[int]) -> None:
         """Drop these versions' grids (purged, or their learner deleted: SQLite may reuse the ids)."""
@@ -54,31 +75,3 @@ def activate(session: Session, learner: Learner, version: ModelVersion) -> None:
     core/activation.py, the one writer of activation (POST .../rollout/promote comes here too)."""
     refuse_purged(version)  # 410: its files are gone
     activation.activate(session, learner.id, version.id)
-
-
-def samples_png(
-    sessions: sessionmaker[Session],
-    store: ArtifactStore,
-    grids: GridCache,
-    device: str,
-    name: str,
-    number: int,
-) -> bytes:
-    """The PNG grid of images version `number` of learner `name` generates per class (blocking: torch)."""
-    with sessions() as s:
-        version = get_version(s, get_learner(s, name), number)
-        refuse_purged(version)
-        vid, uri, sha = version.id, version.checkpoint_uri, version.checkpoint_sha256
-    if (cached := grids.get(vid)) is not None:
-        return cached
-    store.verify(uri, sha)
-    from dgm import CheckpointError
-    from dgm import Learner as Generator  # the library's learner, not the table
-
-    try:
-        learner = Generator.load(store.path(uri), device=device)
-    except CheckpointError as exc:
-        raise ArtifactCorrupt(f"version {number}: {exc}") from exc
-    png = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
-    grids.put(vid, png)
-    return png

@@ -45,8 +45,8 @@ from core.orm import Job
 from core.schemas import JobRead, VersionRead
 from core.settings import Settings
 from service.charts import render_chart
-from service.deps import ClassifiersDep, SampleGridsDep, SessionDep, SessionsDep, SettingsDep, StoreDep
-from service.versions import activate_number, samples_png
+from service.deps import SampleGridsDep, SessionDep, SettingsDep
+from service.versions import activate_number
 from service.views import get_learner, history, job_read, learner_read, reachable, unknown_learner
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
@@ -267,13 +267,10 @@ def dashboard_plot(name: str, kind: str, session: SessionDep, _viewer: SignedIn)
 async def dashboard_samples(
     name: str,
     number: int,
-    sessions: SessionsDep,
-    store: StoreDep,
     grids: SampleGridsDep,
-    classifiers: ClassifiersDep,
     _viewer: SignedIn,
 ) -> Response:
-    png = await run_in_threadpool(samples_png, sessions, store, grids, classifiers.device, name, number)
+    png = await run_in_threadpool(grids.png, name, number)
     return Response(png, media_type="image/png", headers=_private())
 
 

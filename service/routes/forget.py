@@ -32,7 +32,7 @@ from service.deps import (
     SettingsDep,
     StoreDep,
 )
-from service.versions import GridCache
+from service.versions import SampleGrids
 from service.views import get_learner, task_read
 
 router = APIRouter(prefix="/v1/learners", tags=["forget"])
@@ -162,7 +162,7 @@ def purge_class(
     }
 
 
-def forget_cached(classifiers: ClassifierCache, grids: GridCache, version_ids: list[int]) -> None:
+def forget_cached(classifiers: ClassifierCache, grids: SampleGrids, version_ids: list[int]) -> None:
     classifiers.evict(version_ids)
     grids.evict(version_ids)
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
 from core.schemas import VersionRead
-from service.deps import AdminKey, AnyKey, ClassifiersDep, SampleGridsDep, SessionDep, SessionsDep, StoreDep
-from service.versions import activate_number, samples_png
+from service.deps import AdminKey, AnyKey, SampleGridsDep, SessionDep
+from service.versions import activate_number
 from service.views import get_learner, versions_read
 
 router = APIRouter(prefix="/v1/learners", tags=["versions"])
@@ -36,10 +36,7 @@ def activate_version(name: str, number: int, session: SessionDep) -> VersionRead
 async def version_samples(
     name: str,
     number: int,
-    sessions: SessionsDep,
-    store: StoreDep,
     grids: SampleGridsDep,
-    classifiers: ClassifiersDep,
 ) -> Response:
-    png = await run_in_threadpool(samples_png, sessions, store, grids, classifiers.device, name, number)
+    png = await run_in_threadpool(grids.png, name, number)
     return Response(png, media_type="image/png")
