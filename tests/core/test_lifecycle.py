@@ -181,14 +181,28 @@ def test_lifecycle_cancel_a_queued_job_at_once_and_a_running_one_by_request(sett
         assert s.get(Job, running).cancel_requested and s.get(Job, queued).finished_at
 
 
-@pytest.mark.parametrize("end", ["failed", "succeeded", "cancelled"])
-def test_lifecycle_cancel_of_a_finished_job_is_a_conflict(settings: Settings, end: str):
+REFUSED = [  # (transition, a state it refuses, the end of its message)
+    *(
+        ("cancel", end, "only queued or running jobs can be cancelled")
+        for end in ("failed", "succeeded", "cancelled")
+    ),
+    *(
+        ("retry", state, "only failed or cancelled jobs can be retried")
+        for state in ("queued", "running", "succeeded")
+    ),
+]
+
+
+@pytest.mark.parametrize("transition, state, rule", REFUSED)
+def test_lifecycle_cancel_or_retry_from_a_wrong_state_is_a_conflict(
+    settings: Settings, transition: str, state: str, rule: str
+):
     job_id = learner_with_tasks(settings)[0]
     with session_scope(settings) as s:
-        s.execute(update(Job).where(Job.id == job_id).values(state=end))
+        s.execute(update(Job).where(Job.id == job_id).values(state=state))
     with pytest.raises(JobStateConflict) as err, session_scope(settings) as s:
-        lifecycle.cancel(s, s.get(Job, job_id))
-    assert err.value.detail == f"job {job_id} is {end}; only queued or running jobs can be cancelled"
+        getattr(lifecycle, transition)(s, s.get(Job, job_id))
+    assert err.value.detail == f"job {job_id} is {state}; {rule}"
 
 
 def test_lifecycle_retry_queues_a_failed_job_from_scratch(settings: Settings):
@@ -202,16 +216,6 @@ def test_lifecycle_retry_queues_a_failed_job_from_scratch(settings: Settings):
         assert (job.state, job.task.state) == ("queued", "queued")
         assert job.error is None and job.progress is None and job.finished_at is None
     assert lifecycle.claim(settings, job_id) not in (None, lifecycle.WAIT)
-
-
-@pytest.mark.parametrize("state", ["queued", "running", "succeeded"])
-def test_lifecycle_retry_of_an_unfinished_or_succeeded_job_is_a_conflict(settings: Settings, state: str):
-    job_id = learner_with_tasks(settings)[0]
-    with session_scope(settings) as s:
-        s.execute(update(Job).where(Job.id == job_id).values(state=state))
-    with pytest.raises(JobStateConflict) as err, session_scope(settings) as s:
-        lifecycle.retry(s, s.get(Job, job_id))
-    assert err.value.detail == f"job {job_id} is {state}; only failed or cancelled jobs can be retried"
 
 
 def test_lifecycle_retry_without_training_data_is_a_conflict(settings: Settings):
