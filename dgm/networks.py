@@ -77,7 +77,7 @@ class Generator(nn.Module):
         # per class: the slot of the latent's one-hot that codes it. It is fixed for the class's life, so
         # forgetting another class (which renumbers the class ids) leaves its samples bit-identical.
         self.class_codes: list[int] = []
-        self.task_masks: list[list[torch.Tensor]] = []  # bool, per finished task and layer
+        self.task_masks = []  # bool, per finished task and layer (on the CPU: checkpoints, unions)
         self.cumulative = [torch.zeros(self.mask_shape(l), dtype=torch.bool) for l in range(3)]
         # per layer: weights (DGMw) or units (DGMa) a forgotten task gave back, not yet claimed again;
         # later tasks reuse them before the network grows (see end_task)
@@ -184,8 +184,21 @@ class Generator(nn.Module):
             if s is None:
                 return [masks.binarise(e).float() for e in self.embedding]
             return [masks.soft_mask(e, s) for e in self.embedding]
-        device = self.weights[0].device  # frozen masks live on the CPU (checkpoints, unions)
-        return [m.to(device).float() for m in self.task_masks[task]]
+        # a frozen mask never changes: made float and moved to the weights' device once, not per batch
+        key = (task, self.weights[0].device)
+        if (frozen := self._served_masks.get(key)) is None:
+            frozen = self._served_masks[key] = [m.to(key[1]).float() for m in self.task_masks[task]]
+        return frozen
+
+    @property
+    def task_masks(self) -> list[list[torch.Tensor]]:
+        return self._task_masks
+
+    @task_masks.setter
+    def task_masks(self, value: list[list[torch.Tensor]]) -> None:
+        """Replacing the list (forget renumbers tasks, a checkpoint loads them) drops the served copies."""
+        self._task_masks = value
+        self._served_masks: dict[tuple[int, torch.device], list[torch.Tensor]] = {}
 
     def forward(self, noise: torch.Tensor, classes: torch.Tensor, task: int, s: float | None = None):
         """noise (N, nz), classes (N,) global class ids all of `task` -> images (N, nc, 32, 32) in [-1, 1].

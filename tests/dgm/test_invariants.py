@@ -74,9 +74,9 @@ def test_masks_binarise_at_s_max(digits, variant):
     gen = learner.generator
     binary = gen.task_masks[0]
     served = generate(gen, [0, 1], 200, torch.Generator().manual_seed(1))
-    gen.task_masks[0] = seen["soft"]  # the network as it was trained at the end of the anneal
+    gen.task_masks = [seen["soft"]]  # the network as it was trained at the end of the anneal
     trained = generate(gen, [0, 1], 200, torch.Generator().manual_seed(1))
-    gen.task_masks[0] = binary
+    gen.task_masks = [binary]
     per_image = (served - trained).abs().mean((1, 2, 3))
     assert per_image.max() < 0.05, f"binarising changed an image by {per_image.max():.3f} (pixels in [-1, 1])"
     assert per_image.mean() < 0.02, f"binarising changed the samples by {per_image.mean():.3f} on average"
