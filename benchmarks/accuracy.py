@@ -238,8 +238,8 @@ def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
                 "losses": report.losses,
             }
         )
+        name = ctx["label"].replace("/class", "").replace(" ", "_")  # file stem of this run's outputs
         if args.samples:  # what the memory draws after this task: the service's samples.png of the version
-            name = ctx["label"].replace("/class", "").replace(" ", "_")
             grid = render_grid({c: learner.sample(c, n=SAMPLES_PER_CLASS, seed=0) for c in learner.classes})
             (Path(args.samples) / f"{name}_v{t + 1}.png").write_bytes(grid)
         print(
@@ -247,6 +247,8 @@ def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
             f"({epochs * batches} steps) widths={report.widths}",
             flush=True,
         )
+    if args.checkpoints:  # the last version's learner, for offline probes of the classifier step
+        learner.save(Path(args.checkpoints) / f"{name}.safetensors")
     gen = [v["generator_parameters"] for v in per_version]
     total = [v["parameters"] for v in per_version]
     own = learner.fidelity()
@@ -687,6 +689,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--samples", default=None, metavar="DIR", help="write each DGM version's sample grid (PNG) here"
     )
+    p.add_argument(
+        "--checkpoints", default=None, metavar="DIR", help="save each DGM run's last learner (safetensors) here"
+    )
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="merge these results into --out")
     p.add_argument(
         "--out", default=None, help="results JSON (default benchmarks/results/accuracy[_quick].json)"
@@ -703,8 +708,9 @@ def parse(argv=None) -> argparse.Namespace:
     if args.methods is None:
         args.methods = [] if args.lever_defs else list(METHODS)
     args.set = parse_pairs(args.set)
-    if args.samples:
-        Path(args.samples).mkdir(parents=True, exist_ok=True)
+    for folder in (args.samples, args.checkpoints):
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
     if args.quick:  # seconds: two tasks, the tiny preset at 40 steps, no per-task fidelity classifier
         args.preset = "tiny"
         args.set = {**QUICK_SET, **args.set}
