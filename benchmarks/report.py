@@ -77,12 +77,12 @@ def targets_lines(res: dict) -> list[str]:
 
 
 def ablation_table(path: Path = RESULTS / "accuracy.json") -> str:
-    """DGMw against DGMw with one lever turned off, per protocol x size (rows `dgmw-<lever>`)."""
+    """The default against itself with one lever changed, per protocol x size (rows `<variant>-<lever>`)."""
     res = json.loads(Path(path).read_text())
     summary = res["summary"]
     panels = [(r["protocol"], r["train_per_class"]) for r in summary if r.get("lever")]
     lines = [
-        "| protocol | images/class | DGMw | overrides | seeds | final A | vs DGMw | min old class | "
+        "| protocol | images/class | run | overrides | seeds | final A | vs default | min old class | "
         "min fidelity | generator growth | s/task |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -90,12 +90,19 @@ def ablation_table(path: Path = RESULTS / "accuracy.json") -> str:
         return "(no ablation runs in this file)"
     for panel in dict.fromkeys(panels):
         group = [r for r in summary if (r["protocol"], r["train_per_class"]) == panel]
-        base = next((r for r in group if r["method"] == "dgmw"), None)
-        for r in [base] * (base is not None) + [r for r in group if r.get("lever")]:
+        levers = [r for r in group if r.get("lever")]
+        variants = {r["method"].partition("-")[0] for r in levers}
+        bases = [r for r in group if r["method"] in variants]
+        for r in bases + levers:
             delta = "-"
-            if r is not base and base is not None and r["final_a_mean"] is not None:
+            if r in levers and r["final_a_mean"] is not None:
                 delta = paired_delta(res["runs"], r, panel)
-            what = "all levers on" if r is base else f"`{r['lever']}`: {r['lever_description']}"
+            variant = r["method"].partition("-")[0]
+            what = (
+                f"{variant} `{r['lever']}`: {r['lever_description']}"
+                if r in levers
+                else f"{variant}, default"
+            )
             lines.append(
                 f"| {r['protocol']} | {r['train_per_class'] or 'all'} | {what} | "
                 f"{'`' + json.dumps(r['overrides']) + '`' if r['overrides'] else '-'} | {len(r['seeds'])} | "
@@ -107,21 +114,46 @@ def ablation_table(path: Path = RESULTS / "accuracy.json") -> str:
 
 
 def paired_delta(runs: list[dict], row: dict, panel: tuple) -> str:
-    """Lever minus DGMw final A on the same seeds, with where each ran: '+0.040 (s0 cuda/cpu)'."""
+    """Lever minus the run it turns off from, on the same seeds, with where each ran: '+0.040 (s0 cuda/cpu)'.
 
-    def finals(method: str) -> dict[int, dict]:
-        return {
-            r["seed"]: r for r in runs
-            if (r["protocol"], r["train_per_class"]) == panel and r["method"] == method
-        }  # fmt: skip
-
-    lever, base = finals(row["method"]), finals("dgmw")
-    seeds = sorted(set(lever) & set(base))
-    if not seeds:
+    The base of a lever run is the run of the same variant, panel and seed whose config differs only in
+    the lever's overrides, the run with no lever first: a lever measured when the default was different
+    (500 steps) is paired with the default of its day, not with today's.
+    """
+    lever = {
+        r["seed"]: r for r in runs
+        if (r["protocol"], r["train_per_class"]) == panel and r["method"] == row["method"]
+    }  # fmt: skip
+    pairs = {s: b for s, r in lever.items() if (b := lever_base(runs, r)) is not None}
+    if not pairs:
         return "-"
-    diff = sum(lever[s]["A_final"] - base[s]["A_final"] for s in seeds) / len(seeds)
-    where = ", ".join(f"s{s} {lever[s].get('device', 'cpu')}/{base[s].get('device', 'cpu')}" for s in seeds)
-    return f"{diff:+.3f} ({where})"
+    diff = sum(lever[s]["A_final"] - b["A_final"] for s, b in pairs.items()) / len(pairs)
+    where = ", ".join(
+        f"s{s} {lever[s].get('device', 'cpu')}/{b.get('device', 'cpu')}" for s, b in pairs.items()
+    )
+    bases = sorted({b["method"] for b in pairs.values()})
+    against = "" if bases == [row["method"].partition("-")[0]] else f" vs {', '.join(bases)}"
+    return f"{diff:+.3f}{against} ({where})"
+
+
+def lever_base(runs: list[dict], run: dict) -> dict | None:
+    """The run `run`'s lever was turned off from (see paired_delta), or None. Configs are compared on
+    the keys both hold: a key added to LearnerConfig later is missing from older runs."""
+    variant = run["method"].partition("-")[0]
+    lever_keys = set(run.get("overrides") or {})
+
+    def differs(a: dict, b: dict) -> set[str]:
+        return {k for k in set(a) & set(b) if a[k] != b[k]}
+
+    cfg = run.get("config") or {}
+    panel = (run["protocol"], run["train_per_class"], run["seed"])
+    same = [
+        r for r in runs
+        if r is not run and r["method"].partition("-")[0] == variant and r.get("config")
+        and (r["protocol"], r["train_per_class"], r["seed"]) == panel
+        and (diff := differs(r["config"], cfg)) and diff <= lever_keys
+    ]  # fmt: skip
+    return min(same, key=lambda r: r["method"] != variant, default=None)
 
 
 def legacy_accuracy_table(res: dict) -> str:

@@ -3,6 +3,7 @@
 import json
 
 from benchmarks import accuracy, report
+from dgm import Learner
 
 SUMMARY_FIELDS = {
     "protocol", "train_per_class", "method", "seeds", "final_a_mean", "final_a_sd", "min_old_class_acc",
@@ -58,8 +59,12 @@ def test_quick_accuracy_bench_summary_ablation_resume_and_merge(tmp_path, capsys
     assert again["runs"] == res["runs"] and again["masked_step"] == res["masked_step"]
 
     # the ablation, one lever, in a file of its own (as a parallel process would), then merged
-    accuracy.main(["--quick", "--levers", "consolidate_real", "--out", str(extra)])
+    accuracy.main(
+        ["--quick", "--levers", "consolidate_real", "--checkpoints", str(tmp_path), "--out", str(extra)]
+    )
     ablation = json.loads(extra.read_text())
+    saved = Learner.load(tmp_path / "5x2_40_seed_0_dgmw-consolidate_real.safetensors")  # --checkpoints
+    assert set(saved.classes) == {"zero", "one", "two", "three"} and saved.config.consolidate_real
     assert [r["method"] for r in ablation["runs"]] == ["dgmw-consolidate_real"]
     assert ablation["runs"][0]["config"]["consolidate_real"] is True and not ablation["masked_step"]
     accuracy.main(["--merge", str(main), str(extra), str(main), "--out", str(merged)])
@@ -72,7 +77,33 @@ def test_quick_accuracy_bench_summary_ablation_resume_and_merge(tmp_path, capsys
     table = report.accuracy_table(merged)
     assert "| 5x2 | 40 | dgmw | 1 |" in table and "dgmw-consolidate_real" not in table
     assert "dgmw_vs_joint 5x2 40/class" in table
-    assert "`consolidate_real`: real current-task images" in report.ablation_table(merged)
+    ablation_table = report.ablation_table(merged)
+    assert "`consolidate_real`: real current-task images" in ablation_table
+    lever_row = next(line for line in ablation_table.splitlines() if "`consolidate_real`" in line)
+    assert "(s0 cpu/cpu)" in lever_row  # paired with the dgmw run of the same seed
+
+
+def test_lever_paired_with_the_default_of_its_day():
+    """A lever measured when the default was 500 steps pairs with the 500-step run, not today's 1000;
+    config keys added to LearnerConfig after a run was made do not break the pairing."""
+
+    def run(method, seed=0, **config):
+        base = {"steps": 1000, "classifier": "consolidated", "fidelity_steps": 300}
+        overrides = {"steps_500": {"steps": 500}, "critic_head": {"classifier": "critic_head"}}
+        return {
+            "method": method, "protocol": "5x2", "train_per_class": 800, "seed": seed, "A_final": 0.5,
+            "config": {**base, **config}, "overrides": overrides.get(method.partition("-")[2], {}),
+        }  # fmt: skip
+
+    today, old = run("dgmw"), run("dgmw-steps_500", steps=500)
+    lever = run("dgmw-critic_head", steps=500, classifier="critic_head")
+    del lever["config"]["fidelity_steps"]  # an older run
+    runs = [today, old, lever, run("dgmw", seed=1), run("dgma", variant="dgma")]
+    assert report.lever_base(runs, lever) is old
+    assert report.lever_base(runs, old) is today
+    assert report.lever_base(runs, today) is None
+    old["A_final"], lever["A_final"] = 0.70, 0.75
+    assert report.paired_delta(runs, lever, ("5x2", 800)) == "+0.050 vs dgmw-steps_500 (s0 cpu/cpu)"
 
 
 def test_levers_and_overrides_parse():
