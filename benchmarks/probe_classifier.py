@@ -43,8 +43,8 @@ VARIANTS: dict[str, dict] = {
     "epochs8_noise1.3": {"noise_scale": 1.3, "config": {"consolidate_epochs": 8}},
     "epochs8_adam09": {"beta1": 0.9, "config": {"consolidate_epochs": 8}},
     "epochs8_per400": {"config": {"consolidate_epochs": 8, "consolidate_per_class": 400}},
-    "decay": {"decay": True},
-    "decay_epochs8": {"decay": True, "config": {"consolidate_epochs": 8}},
+    "decay": {"config": {"consolidate_lr_decay": True}},
+    "decay_epochs8": {"config": {"consolidate_lr_decay": True, "consolidate_epochs": 8}},
 }
 
 
@@ -71,8 +71,7 @@ def erase(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
 
 
 def retrain(learner: Learner, options: dict, rng: torch.Generator) -> Discriminator:
-    """dgm.consolidate with the probe's knobs: augment, noise_scale, smoothing, beta1 and decay (the
-    lr falls linearly to 0 over the step)."""
+    """dgm.consolidate with the probe's knobs: augment, noise_scale, smoothing, beta1."""
     cfg, gen, n = learner.config, learner.generator, len(learner.classes)
     if not set(options) - {"config"}:
         return consolidate(cfg, gen, n, rng)
@@ -83,7 +82,7 @@ def retrain(learner: Learner, options: dict, rng: torch.Generator) -> Discrimina
     labels = torch.arange(n).repeat_interleave(per_class)
     scale = options.get("noise_scale", 1.0)
     total = cfg.consolidate_epochs * -(-n * per_class // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / total if options.get("decay") else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / total if cfg.consolidate_lr_decay else 1)
     clf.train()
     for _ in range(cfg.consolidate_epochs):
         with torch.no_grad():

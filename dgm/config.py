@@ -43,6 +43,10 @@ class LearnerConfig:
     classifier: ClassifierKind = "consolidated"  # what serves (dgm/consolidate.py); "critic_head": official
     consolidate_per_class: int = 800  # generated images per class per consolidation epoch
     consolidate_epochs: int = 4
+    # the classifier's lr falls linearly to 0 over the consolidation (off: constant lr). Off while the
+    # benchmark has not run it end to end; retraining only the classifier of five saved generators, it
+    # raised final A by about 0.01 on each (benchmarks/results/probes/classifier_probe.json)
+    consolidate_lr_decay: bool = False
     consolidate_real: bool = False  # add the task's real images to consolidation (teaches real vs fake)
     fidelity_epochs: int = 3  # the independent per-task classifier that scores the memory (0: off)
     fidelity_steps: int = 300  # ... and its floor on optimizer steps (a small task is a few batches)

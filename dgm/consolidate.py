@@ -10,6 +10,8 @@ every class, the newest included, is shown only as generated images from its own
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -33,12 +35,15 @@ def consolidate(
     opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     per_class = cfg.consolidate_per_class
     labels = torch.arange(n_classes, device=device).repeat_interleave(per_class)
+    examples = n_classes * per_class + (len(real[0]) if real is not None else 0)
+    steps = cfg.consolidate_epochs * math.ceil(examples / cfg.batch_size)
+    decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps if cfg.consolidate_lr_decay else 1)
     clf.train()
     for _ in range(cfg.consolidate_epochs):
         x, y = generate(gen, list(range(n_classes)), per_class, rng), labels
         if real is not None:
             x, y = torch.cat([x, real[0]]), torch.cat([y, real[1]])
-        train_epoch(cfg, clf, opt, x, y, cfg.batch_size, rng)
+        train_epoch(cfg, clf, opt, x, y, cfg.batch_size, rng, decay)
     return clf.eval()
 
 
@@ -50,14 +55,18 @@ def train_epoch(
     y: torch.Tensor,
     batch: int,
     rng: torch.Generator,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> None:
-    """One shuffled pass of cross-entropy on randomly shifted x; shared with dgm.fidelity's oracle."""
+    """One shuffled pass of cross-entropy on randomly shifted x (the schedule, if any, steps per batch);
+    shared with dgm.fidelity's oracle."""
     for idx in torch.randperm(len(x), generator=rng, device=x.device).split(batch):
         with autocast(x.device, cfg):
             loss = F.cross_entropy(net.logits(shift(x[idx], rng)).float(), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
 
 
 def shift(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
