@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from dgm import CheckpointError, Learner, checkpoint
+from dgm import CheckpointError, Learner, LearnerConfig, checkpoint
 from dgm.inference import Classifier
 from dgm.networks import Generator
 from dgm.shared import sha256_file
@@ -24,7 +24,12 @@ def file_contents(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
 
 
 def assert_same_contents(a: Path, b: Path) -> None:
+    """Same tensors and metadata; b's config may only add hyper-parameters that later code introduced,
+    at their defaults (an old checkpoint keeps training as it did)."""
     (meta_a, tensors_a), (meta_b, tensors_b) = file_contents(a), file_contents(b)
+    config_a, config_b = json.loads(meta_a.pop("config", "{}")), json.loads(meta_b.pop("config", "{}"))
+    defaults = LearnerConfig().to_dict()
+    assert config_b == {**config_a, **{k: defaults[k] for k in set(config_b) - set(config_a)}}
     assert meta_a == meta_b
     assert tensors_a.keys() == tensors_b.keys()
     for k, v in tensors_a.items():
