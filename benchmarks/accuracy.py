@@ -67,6 +67,10 @@ LEVERS: dict[str, dict[str, Any]] = {
         "overrides": {"steps": 0, "epochs": 5},
         "description": "no step floor: 5 epochs over the upload, the previous small preset's budget",
     },
+    "short_consolidation": {
+        "overrides": {"consolidate_epochs": 4, "consolidate_lr_decay": False},
+        "description": "the classifier consolidated 4 epochs at a constant lr (the default until 2026-11-26)",
+    },
     "zero_mask_start": {
         "overrides": {"reuse_start": 0.0},
         "description": "new tasks' mask embeddings start at 0 (official), not favouring reserved weights",
@@ -690,7 +694,7 @@ def parse(argv=None) -> argparse.Namespace:
         "--samples", default=None, metavar="DIR", help="write each DGM version's sample grid (PNG) here"
     )
     p.add_argument(
-        "--checkpoints", default=None, metavar="DIR", help="save each DGM run's last learner (safetensors) here"
+        "--checkpoints", default=None, metavar="DIR", help="save each DGM run's last learner (safetensors)"
     )
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="merge these results into --out")
     p.add_argument(
