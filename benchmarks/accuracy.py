@@ -442,6 +442,9 @@ def summarise(runs: list[dict]) -> list[dict]:
                 ),
                 "min_fidelity": _mean(r.get("min_fidelity") for r in group),
                 "min_fidelity_sd": _sd(r.get("min_fidelity") for r in group),
+                "min_fidelity_worst": min(
+                    (r["min_fidelity"] for r in group if r.get("min_fidelity") is not None), default=None
+                ),
                 "min_fidelity_relative": _mean(
                     min(r["fidelity_relative"].values()) if r.get("fidelity_relative") else None
                     for r in group
@@ -504,21 +507,21 @@ def evaluate_targets(summary: list[dict], masked_step: list[dict]) -> dict[str, 
                 f"seeds {row['seeds']}",
             )
         if method == "dgmw" and protocol == "5x2":
-            out[f"min_old_class_acc {where}"] = _target(
-                row["min_old_class_acc"],
+            out[f"min_old_class_acc {where}"] = _target(  # "no old class below": every seed counts
+                row["min_old_class_acc_worst"],
                 TARGETS["min_old_class_acc_5x2"],
                 True,
-                "DGMw: worst old class after the last task, mean over seeds "
-                f"(worst seed {_fmt(row['min_old_class_acc_worst'])})",
+                "DGMw: worst old class after the last task on the worst seed "
+                f"(mean over seeds {_fmt(row['min_old_class_acc'])})",
             )
         if method in ("dgmw", "dgma"):
-            out[f"min_fidelity {method} {where}"] = _target(
-                row["min_fidelity"],
+            out[f"min_fidelity {method} {where}"] = _target(  # "for every class": every seed counts
+                row["min_fidelity_worst"],
                 TARGETS["min_fidelity"],
                 True,
-                "the benchmark oracle's fidelity of the worst class after the last task, mean over seeds "
-                "(relative to the oracle's accuracy on that class's real test images: "
-                f"{_fmt(row['min_fidelity_relative'])}; oracle test accuracy "
+                "the benchmark oracle's fidelity of the worst class after the last task on the worst seed "
+                f"(mean over seeds {_fmt(row['min_fidelity'])}; relative to the oracle's accuracy on that "
+                f"class's real test images: {_fmt(row['min_fidelity_relative'])}; oracle test accuracy "
                 f"{_fmt(row['oracle_test_accuracy'])})",
             )
             if row["tasks"] >= 10:

@@ -48,6 +48,9 @@ def test_quick_accuracy_bench_summary_ablation_resume_and_merge(tmp_path, capsys
     } <= set(targets)
     assert {"masked_step_ratio dgmw", "masked_step_ratio dgma"} <= set(targets)
     assert all({"value", "target", "pass"} <= set(t) for t in targets.values())
+    # "no old class below 0.5", "fidelity for every class": the worst seed, not the mean, decides
+    assert targets["min_old_class_acc 5x2 40/class"]["value"] == rows["dgmw"]["min_old_class_acc_worst"]
+    assert targets["min_fidelity dgmw 5x2 40/class"]["value"] == rows["dgmw"]["min_fidelity_worst"]
     assert main.with_suffix(".png").stat().st_size > 1000
     assert (tmp_path / "acc_dgmw_classes.png").stat().st_size > 1000
 
