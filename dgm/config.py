@@ -36,6 +36,10 @@ class LearnerConfig:
     # and -reuse_start where it is free: reusing frozen capacity is the default and costs nothing, a
     # free weight is claimed only when the task's gradient pulls it up. 0: the official all-zero start.
     reuse_start: float = 0.05
+    # a task after the first may claim at most claim_cap x a layer's first mask size of free units
+    # (DGMa) or weights (DGMw) per layer; reserved ones it reuses freely. Bounds the growth that
+    # follows the claim (dgm/expansion.py). 0: no cap, as METHOD.md
+    claim_cap: float = 0.0
     lam_gp: float = 1.0  # WGAN-GP weight
     lam_adv: float = 1.0
     aux_g: bool = False  # CE on fakes through the critic's class head in G's loss (official: ImageNet only)
@@ -80,6 +84,8 @@ class LearnerConfig:
                 problems.append(f"{name} must be > 0")
         if self.lam < 0 or self.lam_gp < 0 or self.reuse_start < 0:
             problems.append("lam, lam_gp and reuse_start must be >= 0")
+        if not 0 <= self.claim_cap <= 1:
+            problems.append(f"claim_cap must be in 0..1, got {self.claim_cap}")
         if problems:
             raise DGMInputError("invalid learner config: " + "; ".join(problems))
 
@@ -95,9 +101,7 @@ class LearnerConfig:
         if name not in PRESETS:
             raise DGMInputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         variant = overrides.get("variant", "dgmw")
-        base = dict(PRESETS[name])
-        if name == "paper" and variant == "dgma":
-            base.update(ngf=20, s_max=1e5, lam=0.01)
+        base = {**PRESETS[name], **(DGMA_PRESETS.get(name, {}) if variant == "dgma" else {})}
         base.update(overrides)
         return cls.from_dict(base)
 
@@ -175,4 +179,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         nz=128, max_classes=64, ngf=6, ndf=32, epochs=101, batch_size=64, lr=2e-3, replay_per_class=6000
     ),
+}
+# what a preset changes when variant="dgma"
+DGMA_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(ngf=20, s_max=1e5, lam=0.01),  # METHOD.md section 8.1, cfg_mnist_dgma.yml
+    # issue 9: uncapped, DGMa's tasks claimed 56-94% of each layer's units at 1000 steps and its generator
+    # grew 8.77x over ten tasks; no sparsity weight up to 0.5 bounded it. A later task may claim 10% of a
+    # layer's first width (3, 1, 1 units), so ten tasks grow it at most about 1.7x (README)
+    "small": dict(claim_cap=0.1),
 }

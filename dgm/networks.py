@@ -182,8 +182,8 @@ class Generator(nn.Module):
     def task_masks_for(self, task: int, s: float | None) -> list[torch.Tensor]:
         if task == self.training_task:
             if s is None:
-                return [masks.binarise(e).float() for e in self.embedding]
-            return [masks.soft_mask(e, s) for e in self.embedding]
+                return [b.float() for b in self.open_binary_masks()]
+            return self.open_soft_masks(s)
         # a frozen mask never changes: made float and moved to the weights' device once, not per batch
         key = (task, self.weights[0].device)
         if (frozen := self._served_masks.get(key)) is None:
@@ -230,10 +230,43 @@ class Generator(nn.Module):
         local = torch.as_tensor([ids.index(int(c)) for c in classes.tolist()], device=x.device)
         return torch.tanh(out[torch.arange(x.shape[0], device=x.device), local])
 
+    def open_soft_masks(self, s: float) -> list[torch.Tensor]:
+        """The task being trained: sigmoid(s e) per layer, zero on free entries beyond its claim cap."""
+        soft = [masks.soft_mask(e, s) for e in self.embedding]
+        return [m * k for m, k in zip(soft, self.claimable(), strict=True)] if self.capped else soft
+
+    def open_binary_masks(self) -> list[torch.Tensor]:
+        """The task being trained, binarised (e >= 0), within its claim cap."""
+        binary = [masks.binarise(e) for e in self.embedding]
+        return [b & k for b, k in zip(binary, self.claimable(), strict=True)] if self.capped else binary
+
+    @property
+    def capped(self) -> bool:
+        """Whether the open task's claim on free capacity is capped: `claim_cap` > 0 and an earlier task
+        reserved something (the first task claims freely; it has nothing to reuse)."""
+        return self.cfg.claim_cap > 0 and any(bool(c.any()) for c in self.cumulative)
+
+    @torch.no_grad()
+    def claimable(self) -> list[torch.Tensor]:
+        """Per layer, bool: reserved entries (reuse is free) and the open task's top-k free entries by
+        mask embedding, k = claim_cap x the layer's mask size at the start (masks.claimable)."""
+        out = []
+        for l, e in enumerate(self.embedding):
+            reserved = self.cumulative[l].to(e.device)
+            out.append(masks.claimable(e.detach(), reserved, self.claim_budget(l)))
+        return out
+
+    def claim_budget(self, layer: int) -> int:
+        """Free entries a task after the first may claim in `layer`: claim_cap x its first mask size."""
+        units = self.initial_widths[layer]
+        if self.cfg.variant == "dgmw":
+            units *= (self.nz if layer == 0 else self.initial_widths[layer - 1]) * KERNEL * KERNEL
+        return max(1, int(self.cfg.claim_cap * units))
+
     def sparsity_loss(self, s: float) -> torch.Tensor:
         if not self.masking:
             return self.weights[0].new_zeros(())
-        soft = [masks.soft_mask(e, s) for e in self.embedding]
+        soft = self.open_soft_masks(s)
         return masks.sparsity(soft, [c.to(e.device) for c, e in zip(self.cumulative, soft, strict=True)])
 
     # ----- protecting earlier tasks -------------------------------------------------------------
@@ -269,7 +302,7 @@ class Generator(nn.Module):
     @torch.no_grad()
     def end_task(self) -> dict[str, list[int] | list[float]]:
         """Freeze the task's binary mask, union it into the cumulative mask, grow the network."""
-        binary = [masks.binarise(e).cpu() for e in self.embedding]
+        binary = [b.cpu() for b in self.open_binary_masks()]
         before = self.cumulative
         self.task_masks.append(binary)
         self.cumulative = [c | b for c, b in zip(self.cumulative, binary, strict=True)]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from dgm import masks
 from dgm.train import generate
 from tests.dgm.conftest import task_data, tiny_learner
 
@@ -140,3 +141,32 @@ def test_same_seed_same_result_on_cpu(digits):
     b.learn_task(x, y)
     assert np.array_equal(a.predict(x)[1], b.predict(x)[1])
     assert np.array_equal(a.sample("1", 4), b.sample("1", 4))
+
+
+@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
+def test_claim_cap_bounds_what_later_tasks_reserve_and_grow(digits, variant):
+    # tiny widths (16, 8, 4); cap 0.25: a later task claims at most 4, 2, 1 free units (DGMa) a layer
+    # no sparsity pull and no lean towards reuse: uncapped, a task claims about half of what is free
+    learner = tiny_learner(variant, claim_cap=0.25, lam=0.0, reuse_start=0.0)
+    gen = learner.generator
+    budgets = [gen.claim_budget(l) for l in range(3)]
+    learner.learn_task(*task_data(digits, [0, 1]))
+    for classes in ([2, 3], [4, 5]):
+        before = [c.clone() for c in gen.cumulative]
+        report = learner.learn_task(*task_data(digits, classes))
+        newly = [int(a.sum()) - int(b.sum()) for b, a in zip(before, gen.cumulative, strict=False)]
+        assert all(n <= b for n, b in zip(newly, budgets, strict=True)), (newly, budgets)
+        assert sum(newly) > 0, "the cap left the task nothing new to claim"
+        assert list(report.newly_reserved.values()) == newly  # what the history shows is what it claimed
+    uncapped = tiny_learner(variant, lam=0.0, reuse_start=0.0)
+    for classes in ([0, 1], [2, 3], [4, 5]):
+        uncapped.learn_task(*task_data(digits, classes))
+    assert learner.generator_parameter_count() < uncapped.generator_parameter_count()
+
+
+def test_claimable_keeps_reserved_and_the_top_k_free_entries():
+    e = torch.tensor([0.9, -0.5, 0.3, 0.1, -0.2, 0.7])
+    reserved = torch.tensor([True, True, False, False, False, False])
+    keep = masks.claimable(e, reserved, k=2)
+    assert keep.tolist() == [True, True, True, False, False, True]  # reserved, then 0.7 and 0.3
+    assert masks.claimable(e, reserved, k=4).all()  # the budget covers every free entry
