@@ -43,14 +43,21 @@ job() {  # job NAME ARGS...: one process, its own JSON and log
   timeout "$DEADLINE" $B "$@" --out "$RUNS/$name.json" >"$RUNS/$name.log" 2>&1 &
   PIDS+=($!)
 }
-# eight processes (2026-11-26, third session): the default preset's DGMw 10x1 at 800 (three seeds) and
-# 5x2 at 2000 (three seeds), and DGMa with its claim cap on 10x1 and 5x2 at 800 (seed 0)
-for s in 0 1 2; do
-  job w10_800_s$s --protocols 10x1 --sizes 800 --seeds $s --methods dgmw
-  job w5_2k_s$s --protocols 5x2 --sizes 2000 --seeds $s --methods dgmw
-done
-job a10_800_s0 --protocols 10x1 --sizes 800 --seeds 0 --methods dgma
-job a5_800_s0 --protocols 5x2 --sizes 800 --seeds 0 --methods dgma
+# BATCH=1 (2026-11-26, third session): the default preset's DGMw 10x1 at 800 (three seeds) and 5x2 at
+# 2000 (three seeds), DGMa with its claim cap on 10x1 and 5x2 at 800 (seed 0), eight processes, 451 s.
+# BATCH=2: DGMa's other seeds, three processes, in what device time was left.
+if [ "${BATCH:-1}" = 1 ]; then
+  for s in 0 1 2; do
+    job w10_800_s$s --protocols 10x1 --sizes 800 --seeds $s --methods dgmw
+    job w5_2k_s$s --protocols 5x2 --sizes 2000 --seeds $s --methods dgmw
+  done
+  job a10_800_s0 --protocols 10x1 --sizes 800 --seeds 0 --methods dgma
+  job a5_800_s0 --protocols 5x2 --sizes 800 --seeds 0 --methods dgma
+else
+  job a10_800_s1 --protocols 10x1 --sizes 800 --seeds 1 --methods dgma
+  job a10_800_s2 --protocols 10x1 --sizes 800 --seeds 2 --methods dgma
+  job a5_800_s1 --protocols 5x2 --sizes 800 --seeds 1 --methods dgma
+fi
 sleep 30; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 wait "${PIDS[@]}"  # not a bare `wait`: that also waits for the tee above, which never ends
 for f in "$RUNS"/*.log; do echo "== $f"; grep -E "final A|task 9|Error|error" "$f" | tail -4; done
