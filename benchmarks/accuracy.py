@@ -325,8 +325,12 @@ def run_baseline(args, ctx: dict, method: str) -> dict:
     }
 
 
-def time_masked_step(args, shape, variant="dgmw", repeats=20) -> dict:
-    """Seconds per training step (D and G) with masks, and the same network with masking switched off."""
+def time_masked_step(args, shape, variant="dgmw", repeats=20, task=0) -> dict:
+    """Seconds per training step (D and G) with masks, and the same network with masking switched off.
+
+    task=1 times a later task: a first task's random half mask is reserved (its gradients are blocked)
+    and the preset's claim cap, if any, selects the second task's free entries at every step.
+    """
     from dgm.networks import Discriminator
 
     def sync() -> None:  # CUDA runs asynchronously: wait for the queued steps before reading the clock
@@ -336,12 +340,18 @@ def time_masked_step(args, shape, variant="dgmw", repeats=20) -> dict:
     torch.set_flush_denormal(True)  # as Learner.learn_task does: subnormals make CPU steps ~15x slower
     learner = Learner(dgm_config(args, variant, shape), seed=0, device=args.device)
     cfg, gen = learner.config, learner.generator
-    gen.begin_task(2)
-    disc = Discriminator(shape[0], cfg.ndf, 2, projection=cfg.projection).to(learner.device)
     rng = torch.Generator(device=learner.device).manual_seed(0)
-    trainer = TaskTrainer(cfg, gen, disc, 0, rng)
+    gen.begin_task(2)
+    if task:
+        with torch.no_grad():
+            for e in gen.embedding:
+                e.uniform_(-1, 1, generator=rng)
+        gen.end_task()
+        gen.begin_task(2)
+    disc = Discriminator(shape[0], cfg.ndf, 2 + 2 * task, projection=cfg.projection).to(learner.device)
+    trainer = TaskTrainer(cfg, gen, disc, task, rng)
     x = torch.rand(cfg.batch_size, shape[0], 32, 32, device=learner.device) * 2 - 1
-    y = torch.randint(0, 2, (cfg.batch_size,), device=learner.device)
+    y = torch.randint(0, 2, (cfg.batch_size,), device=learner.device) + 2 * task  # the task's class ids
     empty_x, empty_y = x[:0], y[:0]
     out = {}
     for masking in (True, False, True, False):
@@ -359,6 +369,8 @@ def time_masked_step(args, shape, variant="dgmw", repeats=20) -> dict:
     masked, unmasked = min(out["masked"]), min(out["unmasked"])
     return {
         "variant": variant,
+        "task": task,
+        "claim_cap": cfg.claim_cap,
         "batch_size": cfg.batch_size,
         "masked_step_s": masked,
         "unmasked_step_s": unmasked,

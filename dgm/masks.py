@@ -54,15 +54,18 @@ def sparsity(masks: list[torch.Tensor], reserved: list[torch.Tensor]) -> torch.T
 def claimable(embedding: torch.Tensor, reserved: torch.Tensor, k: int) -> torch.Tensor:
     """Bool, embedding's shape: every reserved entry, and the k free entries with the largest embedding.
 
+    `reserved` may live on the CPU (counting its free entries then needs no device sync); the answer
+    is on the embedding's device.
+
     The claim cap (LearnerConfig.claim_cap): a later task may reuse any reserved unit or weight, but claim
     at most k free ones, so the expansion after it (which restores what it claimed) is at most k a layer.
     Entries beyond the k get mask 0 and no gradient, so the task learns within the budget it will keep.
     """
     free = ~reserved
-    n_free = int(free.sum())
-    if n_free <= k:
+    if int(free.sum()) <= k:
         return torch.ones_like(reserved)
-    scores = torch.where(free, embedding, torch.full_like(embedding, -torch.inf)).flatten()
+    reserved = reserved.to(embedding.device, non_blocking=True)
+    scores = torch.where(~reserved, embedding, torch.full_like(embedding, -torch.inf)).flatten()
     keep = torch.zeros(scores.numel(), dtype=torch.bool, device=embedding.device)
     keep[scores.topk(k).indices] = True
     return reserved | keep.view_as(reserved)

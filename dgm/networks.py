@@ -251,9 +251,8 @@ class Generator(nn.Module):
         """Per layer, bool: reserved entries (reuse is free) and the open task's top-k free entries by
         mask embedding, k = claim_cap x the layer's mask size at the start (masks.claimable)."""
         out = []
-        for l, e in enumerate(self.embedding):
-            reserved = self.cumulative[l].to(e.device)
-            out.append(masks.claimable(e.detach(), reserved, self.claim_budget(l)))
+        for l, e in enumerate(self.embedding):  # cumulative stays on the CPU: no device sync per step
+            out.append(masks.claimable(e.detach(), self.cumulative[l], self.claim_budget(l)))
         return out
 
     def claim_budget(self, layer: int) -> int:
