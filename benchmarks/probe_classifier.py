@@ -37,6 +37,15 @@ VARIANTS: dict[str, dict] = {
     "epochs8_per400": {"consolidate_epochs": 8, "consolidate_per_class": 400},
     "decay": {"consolidate_lr_decay": True},
     "decay_epochs8": {"consolidate_lr_decay": True, "consolidate_epochs": 8},
+    # from the current default (decay, 8 epochs): twice the steps as fresher samples, as more passes, and
+    # a classifier twice as wide as the critic
+    "decay_epochs8_per1600": {
+        "consolidate_lr_decay": True,
+        "consolidate_epochs": 8,
+        "consolidate_per_class": 1600,
+    },  # fmt: skip
+    "decay_epochs16": {"consolidate_lr_decay": True, "consolidate_epochs": 16},
+    "decay_epochs8_wide": {"consolidate_lr_decay": True, "consolidate_epochs": 8, "classifier_ndf": 64},
 }
 
 
@@ -53,6 +62,7 @@ def probe(path: Path, variants: list[str], reps: int, x: np.ndarray, y: np.ndarr
     out = {"checkpoint": path.name, "classes": learner.classes, "saved": saved, "variants": {}}
     print(f"{path.name}: saved classifier A {np.mean(list(saved.values())):.3f}", flush=True)
     base_cfg = learner.config
+    old = [c for c in learner.classes if c not in learner.history[-1]["classes"]]  # before the last task
     for name in variants:
         runs = []
         for rep in range(reps):
@@ -64,15 +74,18 @@ def probe(path: Path, variants: list[str], reps: int, x: np.ndarray, y: np.ndarr
             learner.classifier = consolidate(learner.config, learner.generator, n, rng)
             acc = per_class_accuracy(learner, x, y)
             runs.append({"per_class": acc, "A": float(np.mean(list(acc.values()))),
+                         "min_old_class": min(acc[c] for c in old) if old else None,
                          "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
             worst = min(acc, key=acc.get)
             print(f"  {name} rep {rep}: A {runs[-1]['A']:.3f}, worst {worst} {acc[worst]:.2f}, "
-                  f"{runs[-1]['seconds']:.0f}s", flush=True)  # fmt: skip
+                  f"worst old {runs[-1]['min_old_class']}, {runs[-1]['seconds']:.0f}s",
+                  flush=True)  # fmt: skip
         out["variants"][name] = {
             "overrides": VARIANTS[name],
             "runs": runs,
             "A_mean": float(np.mean([r["A"] for r in runs])),
             "min_class_mean": float(np.mean([min(r["per_class"].values()) for r in runs])),
+            "min_old_class_mean": float(np.mean([r["min_old_class"] for r in runs])) if old else None,
         }
     learner.config = base_cfg
     return out

@@ -45,6 +45,7 @@ class LearnerConfig:
     aux_g: bool = False  # CE on fakes through the critic's class head in G's loss (official: ImageNet only)
     projection: bool = True  # conditional (projection) critic: binds each head to its own class
     classifier: ClassifierKind = "consolidated"  # what serves (dgm/consolidate.py); "critic_head": official
+    classifier_ndf: int = 0  # the consolidated classifier's base width (0: ndf, the critic's)
     consolidate_per_class: int = 800  # generated images per class per consolidation epoch
     consolidate_epochs: int = 4
     # the classifier's lr falls linearly to 0 over the consolidation (off: constant lr, as before; on in
@@ -76,7 +77,7 @@ class LearnerConfig:
         for name in (*positive, "consolidate_per_class", "consolidate_epochs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
-        for name in ("steps", "fidelity_epochs", "fidelity_steps"):
+        for name in ("steps", "fidelity_epochs", "fidelity_steps", "classifier_ndf"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         for name in ("lr", "s_max"):

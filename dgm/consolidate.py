@@ -31,7 +31,7 @@ def consolidate(
 ) -> Discriminator:
     """A fresh classifier over classes 0..n_classes-1, trained on replay (plus `real` (x, y) if given)."""
     device = gen.weights[0].device
-    clf = Discriminator(gen.nc, cfg.ndf, n_classes).to(device)
+    clf = Discriminator(gen.nc, cfg.classifier_ndf or cfg.ndf, n_classes).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     per_class = cfg.consolidate_per_class
     labels = torch.arange(n_classes, device=device).repeat_interleave(per_class)

@@ -335,7 +335,9 @@ class Learner:
         checkpoint.write(self.classifier.state(), meta, path)
 
     def _classifier_meta(self) -> dict[str, Any]:
-        return {"classes": self.classes, "image_shape": list(self.config.image_shape), "ndf": self.config.ndf}
+        # the serving classifier's own width: the critic's (ndf), or classifier_ndf where that is set
+        ndf = self.config.ndf if self.classifier is None else self.classifier.trunk[0].out_channels
+        return {"classes": self.classes, "image_shape": list(self.config.image_shape), "ndf": ndf}
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None) -> Learner:

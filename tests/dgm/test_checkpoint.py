@@ -36,9 +36,11 @@ def assert_same_contents(a: Path, b: Path) -> None:
         assert v.dtype == tensors_b[k].dtype and torch.equal(v, tensors_b[k]), k
 
 
-@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
-def test_save_load_identical_predictions_and_samples(digits, tmp_path, variant):
-    learner = tiny_learner(variant)
+@pytest.mark.parametrize(
+    ("variant", "overrides"), [("dgmw", {}), ("dgma", {}), ("dgmw", {"classifier_ndf": 4})]
+)
+def test_save_load_identical_predictions_and_samples(digits, tmp_path, variant, overrides):
+    learner = tiny_learner(variant, **overrides)  # classifier_ndf: a classifier narrower than the critic
     learner.learn_task(*task_data(digits, [0, 1]))
     learner.learn_task(*task_data(digits, [2]))
     x, _ = task_data(digits, [0, 1, 2], per_class=20)
