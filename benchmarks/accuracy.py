@@ -463,6 +463,10 @@ def summarise(runs: list[dict]) -> list[dict]:
                 ),
                 "oracle_test_accuracy": _mean((r.get("oracle") or {}).get("test_accuracy") for r in group),
                 "learner_min_fidelity": _mean(r.get("learner_min_fidelity") for r in group),
+                "learner_min_fidelity_worst": min(
+                    (r["learner_min_fidelity"] for r in group if r.get("learner_min_fidelity") is not None),
+                    default=None,
+                ),
                 "generator_growth": _mean(r.get("generator_growth") for r in group),
                 "total_growth": _mean(r.get("total_growth") for r in group),
                 "generator_parameters_first": _mean(
@@ -536,6 +540,15 @@ def evaluate_targets(summary: list[dict], masked_step: list[dict]) -> dict[str, 
                 f"class's real test images: {_fmt(row['min_fidelity_relative'])}; oracle test accuracy "
                 f"{_fmt(row['oracle_test_accuracy'])})",
             )
+            if row.get("learner_min_fidelity_worst") is not None:  # multi-class tasks only
+                out[f"learner_fidelity {method} {where}"] = _target(
+                    row["learner_min_fidelity_worst"],
+                    TARGETS["min_fidelity"],
+                    True,
+                    "the service's own memory fidelity (what a version stores: a classifier trained on the "
+                    "task's real images labels 400 samples of each of its classes), worst class on the worst "
+                    "seed; one-class tasks have none",
+                )
             if row["tasks"] >= 10:
                 out[f"generator_growth {method} {where}"] = _target(
                     row["generator_growth"],
@@ -782,7 +795,10 @@ def merge(paths: list[str], out: Path) -> dict:
             merged["runs"].append(run)
             kept += 1
         merged["masked_step"] += [m for m in res.get("masked_step", []) if m not in merged["masked_step"]]
-        merged["merged_from"].append({"file": str(path), "machine": res.get("machine"), "runs": kept})
+        entry = {"file": str(path), "machine": res.get("machine"), "runs": kept}
+        if res.get("merged_from"):  # a merged file keeps where its own runs came from
+            entry["merged_from"] = res["merged_from"]
+        merged["merged_from"].append(entry)
     assert merged is not None
     publish(merged, out)
     for written in plot(merged, out.with_suffix(".png")):

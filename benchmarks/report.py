@@ -24,7 +24,13 @@ def _num(value, fmt: str = "{:.2f}") -> str:
 
 
 def _machines(res: dict) -> str:
-    machines = [res["machine"]] + [m["machine"] for m in res.get("merged_from", []) if m.get("machine")]
+    def walk(entries: list[dict]):  # merged files keep the provenance of the files they merged
+        for m in entries:
+            if m.get("machine"):
+                yield m["machine"]
+            yield from walk(m.get("merged_from", []))
+
+    machines = [res["machine"], *walk(res.get("merged_from", []))]
     seen = sorted({f"{m['cpu']}, {m['cpu_cores']} cores, torch {m['torch']}" for m in machines})
     threads = sorted({r.get("threads") for r in res["runs"] if r.get("threads") is not None})
     return "; ".join(seen) + (f"; torch threads per run {', '.join(map(str, threads))}" if threads else "")

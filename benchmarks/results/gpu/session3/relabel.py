@@ -7,10 +7,14 @@
   (claim_cap 0, classifier_ndf 0, consolidate_lr_decay False), so the report can pair levers.
 - `dgmw-long_consolidation` (today's default, run as a lever on the AMD machine) stays as it is.
 """
-import json, sys
+
+import json
+import sys
+
 src, out = sys.argv[1], sys.argv[2]
 d = json.load(open(src))
 FILL = {"claim_cap": 0.0, "classifier_ndf": 0, "consolidate_lr_decay": False}
+LEVER_SHORT = "the classifier consolidated 4 epochs at a constant lr (the default until 2026-11-26)"
 SHORT = {"consolidate_epochs": 4, "consolidate_lr_decay": False}
 runs = []
 for r in d["runs"]:
@@ -18,15 +22,25 @@ for r in d["runs"]:
         for k, v in FILL.items():
             r["config"].setdefault(k, v)
     if r["method"] == "dgmw":
-        r.update(method="dgmw-short_consolidation", lever="short_consolidation", overrides=SHORT,
-                 lever_description="the classifier consolidated 4 epochs at a constant lr (the default until 2026-11-26)")
+        r.update(
+            method="dgmw-short_consolidation",
+            lever="short_consolidation",
+            overrides=SHORT,
+            lever_description=LEVER_SHORT,
+        )
     elif r["method"] == "dgma":
-        r.update(method="dgma-no_claim_cap", lever="no_claim_cap", overrides={"claim_cap": 0.0, **SHORT},
-                 lever_description="no claim cap (a later task may claim any free unit, METHOD.md) and the "
-                 "4-epoch constant-lr consolidation: the DGMa default until 2026-11-26")
+        r.update(
+            method="dgma-no_claim_cap",
+            lever="no_claim_cap",
+            overrides={"claim_cap": 0.0, **SHORT},
+            lever_description="no claim cap (a later task may claim any free unit, METHOD.md) and the "
+            "4-epoch constant-lr consolidation: the DGMa default until 2026-11-26",
+        )
     if r["method"] == "dgmw-long_consolidation":
-        r["lever_description"] = ("8 consolidation epochs with the lr decaying to 0, run as a lever on the "
-                                  "AMD machine; the same config as today's dgmw")
+        r["lever_description"] = (
+            "8 consolidation epochs with the lr decaying to 0, run as a lever on the "
+            "AMD machine; the same config as today's dgmw"
+        )
     runs.append(r)
 d["runs"] = runs
 json.dump(d, open(out, "w"), indent=1)
