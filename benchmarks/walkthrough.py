@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "per_class_uploaded": None if args.data == "digits" else args.per_class,
             "seed": args.seed,
             "preset": args.preset,
+            "variant": args.variant,
             "hyperparameters": args.set,
             "holdout": args.holdout,
             "path": "dgm serve (embedded default), .npz uploads, npy predict pinned to each new version",
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "name": "walk",
                 "image_shape": [1, 28, 28],
                 "preset": args.preset,
+                "variant": args.variant,
                 "hyperparameters": args.set,
             }
             client.post("/v1/learners", json=body).raise_for_status()
@@ -234,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--tasks", type=int, default=5, help="tasks of two classes (at most 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="small")
+    p.add_argument("--variant", choices=["dgmw", "dgma"], default="dgmw")
     p.add_argument("--set", default="{}", help="hyperparameters as JSON, e.g. '{\"epochs\": 3}'")
     p.add_argument("--holdout", type=float, default=0.2)
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for one task")
