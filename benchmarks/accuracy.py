@@ -404,6 +404,11 @@ def _sd(values) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
+def _worst(values) -> float | None:
+    """The lowest over seeds: targets that say "no class below" or "for every class" hold on every seed."""
+    return min((v for v in values if v is not None), default=None)
+
+
 def method_order(method: str) -> tuple:
     """dgmw, dgma, joint, finetune, then the ablation's dgmw-<lever> rows."""
     base, _, lever = method.partition("-")
@@ -448,25 +453,17 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "average_forgetting": _mean(r["average_forgetting"] for r in group),
                 "min_old_class_acc": _mean(r["min_old_class_acc"] for r in group),
                 "min_old_class_acc_sd": _sd(r["min_old_class_acc"] for r in group),
-                "min_old_class_acc_worst": min(
-                    (r["min_old_class_acc"] for r in group if r["min_old_class_acc"] is not None),
-                    default=None,
-                ),
+                "min_old_class_acc_worst": _worst(r["min_old_class_acc"] for r in group),
                 "min_fidelity": _mean(r.get("min_fidelity") for r in group),
                 "min_fidelity_sd": _sd(r.get("min_fidelity") for r in group),
-                "min_fidelity_worst": min(
-                    (r["min_fidelity"] for r in group if r.get("min_fidelity") is not None), default=None
-                ),
+                "min_fidelity_worst": _worst(r.get("min_fidelity") for r in group),
                 "min_fidelity_relative": _mean(
                     min(r["fidelity_relative"].values()) if r.get("fidelity_relative") else None
                     for r in group
                 ),
                 "oracle_test_accuracy": _mean((r.get("oracle") or {}).get("test_accuracy") for r in group),
                 "learner_min_fidelity": _mean(r.get("learner_min_fidelity") for r in group),
-                "learner_min_fidelity_worst": min(
-                    (r["learner_min_fidelity"] for r in group if r.get("learner_min_fidelity") is not None),
-                    default=None,
-                ),
+                "learner_min_fidelity_worst": _worst(r.get("learner_min_fidelity") for r in group),
                 "generator_growth": _mean(r.get("generator_growth") for r in group),
                 "total_growth": _mean(r.get("total_growth") for r in group),
                 "generator_parameters_first": _mean(
