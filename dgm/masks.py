@@ -61,11 +61,10 @@ def claimable(embedding: torch.Tensor, reserved: torch.Tensor, k: int) -> torch.
     at most k free ones, so the expansion after it (which restores what it claimed) is at most k a layer.
     Entries beyond the k get mask 0 and no gradient, so the task learns within the budget it will keep.
     """
-    free = ~reserved
-    if int(free.sum()) <= k:
+    if int((~reserved).sum()) <= k:
         return torch.ones_like(reserved)
     reserved = reserved.to(embedding.device, non_blocking=True)
-    scores = torch.where(~reserved, embedding, torch.full_like(embedding, -torch.inf)).flatten()
+    scores = embedding.masked_fill(reserved, -torch.inf).flatten()
     keep = torch.zeros(scores.numel(), dtype=torch.bool, device=embedding.device)
     keep[scores.topk(k).indices] = True
     return reserved | keep.view_as(reserved)
