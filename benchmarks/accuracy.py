@@ -71,6 +71,11 @@ LEVERS: dict[str, dict[str, Any]] = {
         "overrides": {"consolidate_epochs": 4, "consolidate_lr_decay": False},
         "description": "the classifier consolidated 4 epochs at a constant lr (the default until 2026-11-26)",
     },
+    "no_surplus_carry": {
+        "overrides": {"carry_surplus": False},
+        "description": "DGMw's whole-channel rounding surplus not carried to later claims, so free capacity "
+        "drifts up (METHOD.md as written; the default until 2026-11-26)",
+    },
     "zero_mask_start": {
         "overrides": {"reuse_start": 0.0},
         "description": "new tasks' mask embeddings start at 0 (official), not favouring reserved weights",

@@ -23,15 +23,23 @@ def newly_reserved(before: list[torch.Tensor], after: list[torch.Tensor]) -> lis
     return [int(a.sum()) - int(b.sum()) for b, a in zip(before, after, strict=True)]
 
 
-def claim_released(newly: list[int], released: list[int]) -> tuple[list[int], list[int]]:
-    """Pay a task's newly reserved capacity from what forgotten tasks released before growing.
+def claim_spare(newly: list[int], spare: list[int]) -> tuple[list[int], list[int]]:
+    """Pay a task's newly reserved capacity from spare capacity before growing.
 
-    Returns (still to grow for, released capacity left), per layer.
+    Spare: free capacity above the level the rule keeps, from forgotten tasks that released their mask
+    or (with `carry_surplus`) from whole channels that outgrew an earlier claim.
+    Returns (still to grow for, spare capacity left), per layer.
     """
-    reused = [min(n, r) for n, r in zip(newly, released, strict=True)]
+    reused = [min(n, r) for n, r in zip(newly, spare, strict=True)]
     to_grow = [n - u for n, u in zip(newly, reused, strict=True)]
-    left = [r - u for r, u in zip(released, reused, strict=True)]
+    left = [r - u for r, u in zip(spare, reused, strict=True)]
     return to_grow, left
+
+
+def surplus(grown: list[int], to_grow: list[int]) -> list[int]:
+    """Per layer: capacity the expansion added beyond what it had to restore (DGMw rounds weights up to
+    whole output channels, and a layer whose input grew gains weights it did not claim). DGMa: 0."""
+    return [g - t for g, t in zip(grown, to_grow, strict=True)]
 
 
 def channels_to_add(variant: str, newly: list[int], nz: int, widths: list[int], kernel: int) -> list[int]:

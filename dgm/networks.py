@@ -79,9 +79,10 @@ class Generator(nn.Module):
         self.class_codes: list[int] = []
         self.task_masks = []  # bool, per finished task and layer (on the CPU: checkpoints, unions)
         self.cumulative = [torch.zeros(self.mask_shape(l), dtype=torch.bool) for l in range(3)]
-        # per layer: weights (DGMw) or units (DGMa) a forgotten task gave back, not yet claimed again;
-        # later tasks reuse them before the network grows (see end_task)
-        self.released = [0, 0, 0]
+        # per layer: free weights (DGMw) or units (DGMa) above the level the expansion rule keeps: what a
+        # forgotten task gave back and (carry_surplus) what whole channels added beyond a claim. Later
+        # tasks' claims draw on it before the network grows (see end_task)
+        self.spare = [0, 0, 0]
         self.masking = True  # False only to time the same network without masks (benchmarks)
 
     # ----- state: what a checkpoint holds ----------------------------------------------------------
@@ -104,7 +105,8 @@ class Generator(nn.Module):
             "task_caps": self.task_caps,
             "class_task": self.class_task,
             "class_codes": self.class_codes,
-            "released": self.released,
+            # named when only forgetting made capacity spare; kept so either code reads the other's files
+            "released": self.spare,
         }
         return tensors, meta
 
@@ -118,7 +120,7 @@ class Generator(nn.Module):
         gen.class_task = list(meta["class_task"])
         # checkpoints from before forgetting existed: class i is coded by slot i, nothing was released
         gen.class_codes = list(meta.get("class_codes", range(len(gen.class_task))))
-        gen.released = list(meta.get("released", [0, 0, 0]))
+        gen.spare = list(meta.get("released", [0, 0, 0]))
         for caps in gen.task_caps:
             gen.bns.append(_task_bn(caps))
         for t in gen.class_task:
@@ -307,9 +309,14 @@ class Generator(nn.Module):
         self.cumulative = [c | b for c, b in zip(self.cumulative, binary, strict=True)]
         newly = expansion.newly_reserved(before, self.cumulative)
         self.embedding = nn.ParameterList()
-        # capacity a forgotten task gave back pays for this task's claim first; only the rest is grown
-        to_grow, self.released = expansion.claim_released(newly, self.released)
+        # spare capacity (a forgotten task's, rounding's) pays for this task's claim first; only the rest
+        # is grown
+        to_grow, self.spare = expansion.claim_spare(newly, self.spare)
+        maskable = [c.numel() for c in self.cumulative]
         added = self.expand(to_grow)
+        if self.cfg.carry_surplus:
+            grown = [c.numel() - m for c, m in zip(self.cumulative, maskable, strict=True)]
+            self.spare = [s + x for s, x in zip(self.spare, expansion.surplus(grown, to_grow), strict=True)]
         return {"newly_reserved": newly, "units_added": added, "mask_usage": expansion.mask_usage(binary)}
 
     def expansion_for(self, newly_reserved: list[int]) -> list[int]:
@@ -364,7 +371,7 @@ class Generator(nn.Module):
             for l in range(3)
         ]
         freed = [b - int(c.sum()) for b, c in zip(before, self.cumulative, strict=True)]
-        self.released = [r + f for r, f in zip(self.released, freed, strict=True)]
+        self.spare = [r + f for r, f in zip(self.spare, freed, strict=True)]
         return {"tasks_removed": dead, "released": freed}
 
     # ----- reporting -------------------------------------------------------------------------

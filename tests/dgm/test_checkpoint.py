@@ -124,7 +124,7 @@ def test_checkpoint_from_before_forgetting_gets_default_codes_and_no_released_ca
         del meta["state"][key]
     checkpoint.write(tensors, meta, tmp_path / "old.safetensors")
     gen = Learner.load(tmp_path / "old.safetensors").generator
-    assert gen.class_codes == [0, 1] and gen.released == [0, 0, 0]
+    assert gen.class_codes == [0, 1] and gen.spare == [0, 0, 0]
 
 
 @pytest.mark.parametrize("variant", ["dgmw", "dgma"])

@@ -35,8 +35,12 @@ def test_dgma_adds_one_channel_per_newly_reserved_unit():
 
 
 def test_released_capacity_pays_before_growth():
-    assert expansion.claim_released([10, 3, 0], [4, 5, 2]) == ([6, 0, 0], [0, 2, 2])
-    assert expansion.claim_released([1, 2, 3], [0, 0, 0]) == ([1, 2, 3], [0, 0, 0])
+    assert expansion.claim_spare([10, 3, 0], [4, 5, 2]) == ([6, 0, 0], [0, 2, 2])
+    assert expansion.claim_spare([1, 2, 3], [0, 0, 0]) == ([1, 2, 3], [0, 0, 0])
+
+
+def test_surplus_is_what_the_expansion_added_beyond_the_claim():
+    assert expansion.surplus([384 * 3, 900, 192], [1000, 900, 100]) == [152, 0, 92]
 
 
 def test_newly_reserved_and_mask_usage_count_mask_entries():

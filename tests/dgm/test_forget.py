@@ -74,7 +74,7 @@ def test_forget_a_task_s_last_class_releases_its_mask(three_tasks):
             m = masks_t[l]
             union[tuple(slice(0, n) for n in m.shape)] |= m
         assert torch.equal(cum, union)
-    assert gen.released == list(whole.released.values())
+    assert gen.spare == list(whole.released.values())
     assert gen.class_task == [0, 1, 1] and learner.classes == ["zero", "quatre", "trois"]
 
 
@@ -82,7 +82,7 @@ def test_forget_then_learn_reuses_released_capacity_and_keeps_old_samples(three_
     learner = _copy(three_tasks)
     learner.forget(["deux"])
     gen = learner.generator
-    credit = list(gen.released)
+    credit = list(gen.spare)
     keep = ["zero", "un", "trois", "quatre"]
     before = samples(learner, keep)
     grown, expand = [], gen.expand
@@ -93,7 +93,7 @@ def test_forget_then_learn_reuses_released_capacity_and_keeps_old_samples(three_
     newly = list(report.newly_reserved.values())
     reused = [min(n, c) for n, c in zip(newly, credit, strict=True)]
     assert sum(reused) > 0, "the new task claimed none of the released capacity"
-    assert gen.released == [c - r for c, r in zip(credit, reused, strict=True)]
+    assert gen.spare == [c - r for c, r in zip(credit, reused, strict=True)]
     assert grown == [[n - r for n, r in zip(newly, reused, strict=True)]]  # only the rest is grown
     assert learner.classes == ["un", "zero", "quatre", "trois", "deux"]
     assert len(set(gen.class_codes)) == len(gen.class_codes), "two classes share a latent code"
@@ -121,7 +121,7 @@ def test_forget_checkpoint_round_trips(three_tasks, tmp_path):
     back = Learner.load(tmp_path / "l.safetensors", device="cpu")
     assert back.classes == learner.classes
     assert back.generator.class_codes == learner.generator.class_codes == [1, 3, 4]
-    assert back.generator.released == learner.generator.released
+    assert back.generator.spare == learner.generator.spare
     assert all(
         torch.equal(a, b)
         for a, b in zip(back.generator.cumulative, learner.generator.cumulative, strict=True)

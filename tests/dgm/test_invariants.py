@@ -94,6 +94,26 @@ def test_free_capacity_does_not_shrink(digits, variant):
         free_before = dict(report.free)
 
 
+@pytest.mark.parametrize(("variant", "carry"), [("dgmw", True), ("dgmw", False), ("dgma", True)])
+def test_carried_surplus_keeps_free_capacity_at_its_first_level(digits, variant, carry):
+    # DGMw grows whole channels, so an expansion adds more free weights than the task claimed. Carried,
+    # that surplus is spare capacity the next claims use first: free minus spare stays at the first
+    # mask size. Not carried (METHOD.md as written), free capacity drifts up with every task
+    learner = tiny_learner(variant, carry_surplus=carry, reuse_start=0.0)
+    gen = learner.generator
+    level = [c.numel() for c in gen.cumulative]
+    drift = []
+    for classes in ([0, 1], [2, 3], [4, 5], [6, 7]):
+        report = learner.learn_task(*task_data(digits, classes))
+        assert sum(report.newly_reserved.values()) > 0, "the task claimed nothing: nothing to check"
+        free = list(report.free.values())
+        if carry:
+            assert [f - s for f, s in zip(free, gen.spare, strict=True)] == level, (free, gen.spare, level)
+        drift.append(sum(free) - sum(level))
+    if variant == "dgmw" and not carry:
+        assert gen.spare == [0, 0, 0] and drift[-1] > drift[0] > 0, drift
+
+
 def test_dgmw_expansion_follows_rule_for_known_mask():
     learner = tiny_learner("dgmw")  # tiny: nz 24, widths (16, 8, 4), k 4
     gen = learner.generator
