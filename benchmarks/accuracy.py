@@ -81,6 +81,9 @@ LEVERS: dict[str, dict[str, Any]] = {
         "description": "new tasks' mask embeddings start at 0 (official), not favouring reserved weights",
     },
 }
+# hyper-parameters that change nothing for a variant (off_default ignores them): DGMa grows one channel
+# per claimed unit, so no rounding surplus is ever carried
+INERT = {"dgma": ("carry_surplus",)}
 ORACLE_EPOCHS = 3  # the benchmark's oracle: passes over every real training image of every class
 ORACLE_MIN_STEPS = 300  # ... and at least this many batches (the quick data set is small)
 # --quick's LearnerConfig overrides on the tiny preset (--set's come after): a smoke run, not a measurement
@@ -420,7 +423,25 @@ def method_order(method: str) -> tuple:
     return (bool(lever), METHODS.index(base) if base in METHODS else len(METHODS), lever)
 
 
-def summarise(runs: list[dict]) -> list[dict]:
+def off_default(run: dict, settings: dict) -> dict[str, Any]:
+    """A DGM run's hyper-parameters that differ from today's default for its variant (the preset with
+    the settings' --set and the run's lever overrides), as {key: the run's value}. A key missing from an
+    older run's config took the dataclass default, as an old checkpoint does. Baselines: {}."""
+    cfg = run.get("config")
+    if not cfg or run["method"].partition("-")[0] not in ("dgmw", "dgma"):
+        return {}
+    ran = {**LearnerConfig().to_dict(), **cfg}
+    today = LearnerConfig.preset(
+        settings.get("preset", "small"),
+        image_shape=tuple(cfg["image_shape"]),
+        variant=cfg["variant"],
+        **{**settings.get("set", {}), **(run.get("overrides") or {})},
+    ).to_dict()
+    inert = INERT.get(cfg["variant"], ())
+    return {k: ran[k] for k in today if ran.get(k) != today[k] and k not in inert}
+
+
+def summarise(runs: list[dict], settings: dict | None = None) -> list[dict]:
     """One row per protocol x size x method: means (and sds) over seeds."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
@@ -450,6 +471,10 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "lever_description": group[0].get("lever_description"),
                 "overrides": group[0].get("overrides") or {},
                 "seeds": [r["seed"] for r in group],
+                # seeds whose run is not at today's default (an older default it was not rerun at), and how
+                "off_default": {
+                    str(r["seed"]): off for r in group if (off := off_default(r, settings or {}))
+                },
                 "tasks": len(group[0]["A_t"]),
                 "final_a_mean": _mean(finals),
                 "final_a_sd": _sd(finals),
@@ -585,7 +610,7 @@ def finish(results: dict) -> dict:
     results["runs"].sort(
         key=lambda r: (r["protocol"], r["train_per_class"], r["seed"], method_order(r["method"]))
     )
-    results["summary"] = summarise(results["runs"])
+    results["summary"] = summarise(results["runs"], results.get("settings"))
     results["targets"] = evaluate_targets(results["summary"], results.get("masked_step", []))
     return results
 

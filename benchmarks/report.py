@@ -54,15 +54,26 @@ def accuracy_table(path: Path = RESULTS / "accuracy.json") -> str:
         "min fidelity | generator growth | total growth | s/task |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    notes = []
     for r in rows:
         curve = " ".join(f"{a:.2f}" for a in r["a_t_mean"])
+        method = r["method"]
+        if r.get("off_default"):  # a row some of whose seeds ran at an earlier default
+            notes.append(f"{r['protocol']} {r['train_per_class']} {method}: " + "; ".join(
+                f"seed {seed} {json.dumps(off, sort_keys=True)}" for seed, off in r["off_default"].items()
+            ))  # fmt: skip
+            method += f" [{len(notes)}]"
         lines.append(
-            f"| {r['protocol']} | {r['train_per_class'] or 'all'} | {r['method']} | {len(r['seeds'])} | "
+            f"| {r['protocol']} | {r['train_per_class'] or 'all'} | {method} | {len(r['seeds'])} | "
             f"{curve} | **{_pm(r['final_a_mean'], r['final_a_sd'])}** | {_num(r['min_old_class_acc'])} | "
             f"{_num(r['min_fidelity'])} | {_num(r['generator_growth'], '{:.2f}x')} | "
             f"{_num(r['total_growth'], '{:.2f}x')} | {_secs(r)} |"
         )
     lines.append("")
+    if notes:
+        lines.append("Not at today's default (what those runs had instead):")
+        lines += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
+        lines.append("")
     lines += targets_lines(res)
     return "\n".join(lines)
 

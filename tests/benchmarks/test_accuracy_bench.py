@@ -3,7 +3,7 @@
 import json
 
 from benchmarks import accuracy, report
-from dgm import Learner
+from dgm import Learner, LearnerConfig
 
 SUMMARY_FIELDS = {
     "protocol", "train_per_class", "method", "seeds", "final_a_mean", "final_a_sd", "min_old_class_acc",
@@ -40,6 +40,7 @@ def test_quick_accuracy_bench_summary_ablation_resume_and_merge(tmp_path, capsys
     for row in rows.values():
         assert SUMMARY_FIELDS <= set(row) and row["seeds"] == [0] and row["train_per_class"] == 40
     assert rows["dgmw"]["final_a_mean"] == dgmw["A_final"] and rows["joint"]["min_fidelity"] is None
+    assert not any(row["off_default"] for row in rows.values())  # every run at the preset's default
     targets = res["targets"]
     assert {
         "dgmw_vs_joint 5x2 40/class",
@@ -79,7 +80,13 @@ def test_quick_accuracy_bench_summary_ablation_resume_and_merge(tmp_path, capsys
 
     table = report.accuracy_table(merged)
     assert "| 5x2 | 40 | dgmw | 1 |" in table and "dgmw-consolidate_real" not in table
-    assert "dgmw_vs_joint 5x2 40/class" in table
+    assert "dgmw_vs_joint 5x2 40/class" in table and "Not at today's default" not in table
+    row = next(r for r in both["summary"] if r["method"] == "dgmw")
+    row["off_default"] = {"0": {"carry_surplus": False}}  # as a run from before the key existed
+    merged.write_text(json.dumps(both))
+    marked = report.accuracy_table(merged)
+    assert "| 5x2 | 40 | dgmw [1] | 1 |" in marked
+    assert '[1] 5x2 40 dgmw: seed 0 {"carry_surplus": false}' in marked
     ablation_table = report.ablation_table(merged)
     assert "`consolidate_real`: real current-task images" in ablation_table
     lever_row = next(line for line in ablation_table.splitlines() if "`consolidate_real`" in line)
@@ -107,6 +114,31 @@ def test_lever_paired_with_the_default_of_its_day():
     assert report.lever_base(runs, today) is None
     old["A_final"], lever["A_final"] = 0.70, 0.75
     assert report.paired_delta(runs, lever, ("5x2", 800)) == "+0.050 vs dgmw-steps_500 (s0 cpu/cpu)"
+
+
+def test_runs_at_an_earlier_default_are_named_in_the_summary_and_the_table():
+    """A DGMw run from before `carry_surplus` existed lacks the key, so it ran the dataclass default
+    (off); today's `small` turns it on. The summary says which seed differs and how; the table marks
+    the row. DGMa's runs ignore the key: DGMa never has a surplus to carry."""
+    settings = {"preset": "small", "set": {}}
+
+    def run(variant, seed, **changes):
+        cfg = LearnerConfig.preset("small", image_shape=(1, 32, 32), variant=variant).to_dict()
+        cfg.update(changes)
+        return {"method": variant, "seed": seed, "config": cfg, "overrides": {}}
+
+    today = run("dgmw", 0)
+    older = run("dgmw", 1)
+    del older["config"]["carry_surplus"]
+    dgma = run("dgma", 0)
+    del dgma["config"]["carry_surplus"]
+    assert accuracy.off_default(today, settings) == {}
+    assert accuracy.off_default(older, settings) == {"carry_surplus": False}
+    assert accuracy.off_default(dgma, settings) == {}
+    assert accuracy.off_default(run("dgmw", 2, steps=500), settings) == {"steps": 500}
+    lever = {**run("dgmw", 0, steps=500), "method": "dgmw-steps_500", "overrides": {"steps": 500}}
+    assert accuracy.off_default(lever, settings) == {}  # a lever differs by its overrides alone
+    assert accuracy.off_default({"method": "joint", "seed": 0, "config": {}}, settings) == {}
 
 
 def test_levers_and_overrides_parse():
