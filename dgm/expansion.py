@@ -3,7 +3,8 @@
 After each task the generator adds as much capacity as the task newly reserved, so the free capacity
 returns to its level before the task. Counts are per layer, in the mask's unit: weights for DGMw,
 units (output channels) for DGMa. The answer is output channels to add per layer; `Generator.expand`
-applies it to the weights.
+applies it to the weights. Spare capacity (a forgotten task's released mask; with `carry_surplus`,
+what whole DGMw channels added beyond an earlier claim) pays a claim before anything grows.
 """
 
 from __future__ import annotations
