@@ -72,7 +72,7 @@ def accuracy_table(path: Path = RESULTS / "accuracy.json") -> str:
     lines.append("")
     if notes:
         lines.append("Not at today's default (what those runs had instead):")
-        lines += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
+        lines += [f"- [{i}] {note}" for i, note in enumerate(notes, 1)]
         lines.append("")
     lines += targets_lines(res)
     return "\n".join(lines)
