@@ -44,6 +44,11 @@ class LearnerConfig:
     # above the level the rule keeps. On: that surplus pays the next claims before the network grows
     # again, so free capacity stays constant instead of drifting up (off: METHOD.md section 5 as written)
     carry_surplus: bool = False
+    # the generator this task leaves behind is an exponential moving average of its trained weights,
+    # heads and BatchNorm affines over the task's steps (decay per step; 0: the last step's weights, as
+    # METHOD.md). Training itself is unchanged; reserved weights get no update, so their average is
+    # themselves bit for bit
+    g_ema: float = 0.0
     lam_gp: float = 1.0  # WGAN-GP weight
     lam_adv: float = 1.0
     aux_g: bool = False  # CE on fakes through the critic's class head in G's loss (official: ImageNet only)
@@ -89,6 +94,8 @@ class LearnerConfig:
                 problems.append(f"{name} must be > 0")
         if self.lam < 0 or self.lam_gp < 0 or self.reuse_start < 0:
             problems.append("lam, lam_gp and reuse_start must be >= 0")
+        if not 0 <= self.g_ema < 1:
+            problems.append(f"g_ema must be in [0, 1), got {self.g_ema}")
         if not 0 <= self.claim_cap <= 1:
             problems.append(f"claim_cap must be in 0..1, got {self.claim_cap}")
         if problems:

@@ -121,6 +121,11 @@ class TaskTrainer:
         self.multipliers = [m.to(device) for m in gen.gradient_multipliers()]
         # lambda_t grows with the network (METHOD.md §3.2): lambda * channels now / channels at start
         self.lam_t = cfg.lam * sum(gen.widths) / sum(gen.initial_widths)
+        # cfg.g_ema: a running average of what the generator step changes, except the mask embedding,
+        # whose binarised end state decides what the task reserves
+        classes = gen.task_class_ids(task)
+        self.averaged = [*gen.weights, *gen.bns[task].parameters(), *(gen.heads[c] for c in classes)]
+        self.average = [p.detach().clone() for p in self.averaged] if cfg.g_ema else []
 
     def run(
         self,
@@ -150,9 +155,32 @@ class TaskTrainer:
                 step += 1
                 if progress is not None and (step % report_every == 0 or step == total):
                     progress(Progress(step, total, epoch, epochs, losses, time.perf_counter() - started))
+        if self.average:
+            self.use_average(torch.unique(y))
         if self.cfg.trains_class_head:
             recalibrate_bn(self.disc, torch.cat([x, replay_x]), 256)
         return losses
+
+    @torch.no_grad()
+    def use_average(self, classes: torch.Tensor, batches: int = 16) -> None:
+        """Load the averaged weights, then re-estimate the task's BatchNorm statistics for them: the
+        running statistics were gathered on the last steps' weights. Samples use the task's binary mask."""
+        for p, a in zip(self.averaged, self.average, strict=True):
+            p.copy_(a)
+        bns = list(self.gen.bns[self.task])
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the batches
+        b, device, was_training = self.cfg.batch_size, classes.device, self.gen.training
+        self.gen.train()
+        for _ in range(batches):
+            noise = torch.randn(b, self.gen.nz, generator=self.rng, device=device)
+            pick = torch.randint(len(classes), (b,), generator=self.rng, device=device)
+            with autocast(device, self.cfg):
+                self.gen(noise, classes[pick], self.task)
+        for bn in bns:
+            bn.momentum = 0.1
+        self.gen.train(was_training)
 
     def step(self, xb, yb, replay_x, replay_y, replay_per_batch, s, s_e) -> dict[str, float]:
         out = {}
@@ -209,4 +237,6 @@ class TaskTrainer:
         self.gen.compensate(s, s_e)
         nn.utils.clip_grad_norm_(self.opt_g.param_groups[0]["params"], self.cfg.grad_clip_g)
         self.opt_g.step()
+        for a, p in zip(self.average, self.averaged, strict=False):  # empty unless cfg.g_ema
+            a.lerp_(p.detach(), 1 - self.cfg.g_ema)
         return {"g_adv": float(adv.detach()), "g_aux": float(aux.detach()), "sparsity": float(reg.detach())}

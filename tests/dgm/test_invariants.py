@@ -14,10 +14,12 @@ def _old_outputs(learner, classes, n=8):
     return generate(learner.generator, classes, n, rng)
 
 
+@pytest.mark.parametrize("g_ema", [0.0, 0.9])
 @pytest.mark.parametrize("variant", ["dgmw", "dgma"])
-def test_generator_old_classes_bit_identical_after_new_task_and_expansion(digits, variant):
-    # reuse_start 0 (the official all-zero start): later tasks claim free weights, so the network grows
-    learner = tiny_learner(variant, reuse_start=0.0)
+def test_generator_old_classes_bit_identical_after_new_task_and_expansion(digits, variant, g_ema):
+    # reuse_start 0 (the official all-zero start): later tasks claim free weights, so the network grows;
+    # g_ema: the averaged weights a task leaves behind must not touch what earlier tasks reserved
+    learner = tiny_learner(variant, reuse_start=0.0, g_ema=g_ema)
     learner.learn_task(*task_data(digits, [0, 1]))
     before = _old_outputs(learner, [0, 1])
     widths_before = list(learner.generator.widths)
@@ -28,9 +30,10 @@ def test_generator_old_classes_bit_identical_after_new_task_and_expansion(digits
     assert torch.equal(before, after)
 
 
+@pytest.mark.parametrize("g_ema", [0.0, 0.9])
 @pytest.mark.parametrize("variant", ["dgmw", "dgma"])
-def test_reserved_weights_bit_identical_after_next_task(digits, variant):
-    learner = tiny_learner(variant)
+def test_reserved_weights_bit_identical_after_next_task(digits, variant, g_ema):
+    learner = tiny_learner(variant, g_ema=g_ema)
     learner.learn_task(*task_data(digits, [0, 1]))
     gen = learner.generator
     frozen = [(1 - m).bool() for m in gen.gradient_multipliers()]
@@ -190,3 +193,22 @@ def test_claimable_keeps_reserved_and_the_top_k_free_entries():
     keep = masks.claimable(e, reserved, k=2)
     assert keep.tolist() == [True, True, True, False, False, True]  # reserved, then 0.7 and 0.3
     assert masks.claimable(e, reserved, k=4).all()  # the budget covers every free entry
+
+
+def test_averaged_generator_is_what_the_task_leaves_behind(digits):
+    # the same training with an average that barely moves (decay close to 1) must leave the task's
+    # weights near where they started, and with the last step's weights (g_ema 0) far from it
+    x, y = task_data(digits, [0, 1])
+    start = tiny_learner("dgmw").generator.weights[0].detach().clone()  # seed 0: the same initial weights
+    moved = {}
+    for g_ema in (0.0, 0.999999):
+        learner = tiny_learner("dgmw", g_ema=g_ema)
+        learner.learn_task(x, y)
+        w = learner.generator.weights[0].detach()[: start.shape[0], : start.shape[1]]
+        moved[g_ema] = float((w - start).abs().max())
+        # the task's BatchNorm statistics were re-estimated for the weights it keeps: finite, not reset
+        bn = learner.generator.bns[0][0]
+        assert torch.isfinite(bn.running_var).all() and not torch.equal(
+            bn.running_var, torch.ones_like(bn.running_var)
+        )
+    assert moved[0.999999] < 1e-3 < moved[0.0], moved
