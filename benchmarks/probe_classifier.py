@@ -45,6 +45,9 @@ VARIANTS: dict[str, dict] = {
         "consolidate_per_class": 1600,
     },  # fmt: skip
     "decay_epochs16": {"consolidate_lr_decay": True, "consolidate_epochs": 16},
+    # today's default (decay, 8 epochs) with mixup of the generated batches
+    "mixup02": {"consolidate_mixup": 0.2},
+    "mixup1": {"consolidate_mixup": 1.0},
     "decay_epochs8_wide": {"consolidate_lr_decay": True, "consolidate_epochs": 8, "classifier_ndf": 64},
 }
 
@@ -54,7 +57,9 @@ def per_class_accuracy(learner: Learner, x: np.ndarray, y: np.ndarray) -> dict[s
     return {c: float((pred[y == c] == c).mean()) for c in learner.classes}
 
 
-def probe(path: Path, variants: list[str], reps: int, x: np.ndarray, y: np.ndarray) -> dict:
+def probe(
+    path: Path, variants: list[str], reps: int, x: np.ndarray, y: np.ndarray, first_rep: int = 0
+) -> dict:
     learner = Learner.load(path, device="cpu")
     keep = np.isin(y, learner.classes)
     x, y = x[keep], y[keep]
@@ -65,7 +70,7 @@ def probe(path: Path, variants: list[str], reps: int, x: np.ndarray, y: np.ndarr
     old = [c for c in learner.classes if c not in learner.history[-1]["classes"]]  # before the last task
     for name in variants:
         runs = []
-        for rep in range(reps):
+        for rep in range(first_rep, first_rep + reps):
             learner.config = base_cfg.replace(**VARIANTS[name])
             rng = torch.Generator().manual_seed(10_000 + rep)
             torch.manual_seed(10_000 + rep)
@@ -96,6 +101,7 @@ def main(argv=None) -> dict:
     p.add_argument("checkpoints", nargs="+", type=Path)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--reps", type=int, default=2, help="classifier retrainings per variant (seeds)")
+    p.add_argument("--first-rep", type=int, default=0, help="classifier seed of the first repetition")
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
@@ -105,7 +111,7 @@ def main(argv=None) -> dict:
     x, y = data["x_test"], np.array(FASHION_MNIST_CLASSES)[data["y_test"]]
     results = {"machine": describe(), "variants": {n: VARIANTS[n] for n in args.variants}, "probes": []}
     for path in args.checkpoints:
-        results["probes"].append(probe(path, args.variants, args.reps, x, y))
+        results["probes"].append(probe(path, args.variants, args.reps, x, y, args.first_rep))
         args.out.write_text(json.dumps(results, indent=1))
     return results
 

@@ -60,6 +60,9 @@ class LearnerConfig:
     # the classifier's lr falls linearly to 0 over the consolidation (off: constant lr, as before; on in
     # `small`, see there)
     consolidate_lr_decay: bool = False
+    # mixup in consolidation: each batch is blended with a shuffled copy of itself, weight ~ Beta(a, a),
+    # and the loss blends the two labels alike (0: off)
+    consolidate_mixup: float = 0.0
     consolidate_real: bool = False  # add the task's real images to consolidation (teaches real vs fake)
     fidelity_epochs: int = 3  # the independent per-task classifier that scores the memory (0: off)
     fidelity_steps: int = 300  # ... and its floor on optimizer steps (a small task is a few batches)
@@ -92,8 +95,8 @@ class LearnerConfig:
         for name in ("lr", "s_max"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
-        if self.lam < 0 or self.lam_gp < 0 or self.reuse_start < 0:
-            problems.append("lam, lam_gp and reuse_start must be >= 0")
+        if self.lam < 0 or self.lam_gp < 0 or self.reuse_start < 0 or self.consolidate_mixup < 0:
+            problems.append("lam, lam_gp, reuse_start and consolidate_mixup must be >= 0")
         if not 0 <= self.g_ema < 1:
             problems.append(f"g_ema must be in [0, 1), got {self.g_ema}")
         if not 0 <= self.claim_cap <= 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,7 +44,7 @@ def consolidate(
         x, y = generate(gen, list(range(n_classes)), per_class, rng), labels
         if real is not None:
             x, y = torch.cat([x, real[0]]), torch.cat([y, real[1]])
-        train_epoch(cfg, clf, opt, x, y, cfg.batch_size, rng, decay)
+        train_epoch(cfg, clf, opt, x, y, cfg.batch_size, rng, decay, mixup=cfg.consolidate_mixup)
     return clf.eval()
 
 
@@ -56,12 +57,23 @@ def train_epoch(
     batch: int,
     rng: torch.Generator,
     schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+    mixup: float = 0.0,
 ) -> None:
-    """One shuffled pass of cross-entropy on randomly shifted x (the schedule, if any, steps per batch);
-    shared with dgm.fidelity's oracle."""
+    """One shuffled pass of cross-entropy on randomly shifted x (the schedule, if any, steps per batch;
+    mixup > 0: each batch blended with a shuffled copy of itself); shared with dgm.fidelity's oracle."""
+    if mixup:  # the blend weights' own stream; drawn only here, so mixup 0 leaves rng's stream as it was
+        blend = np.random.default_rng(int(torch.randint(2**31, (1,), generator=rng, device=rng.device)))
     for idx in torch.randperm(len(x), generator=rng, device=x.device).split(batch):
-        with autocast(x.device, cfg):
-            loss = F.cross_entropy(net.logits(shift(x[idx], rng)).float(), y[idx])
+        xb, yb = shift(x[idx], rng), y[idx]
+        if mixup:
+            w = float(blend.beta(mixup, mixup))
+            other = torch.randperm(len(idx), generator=rng, device=x.device)
+            with autocast(x.device, cfg):
+                logits = net.logits(w * xb + (1 - w) * xb[other]).float()
+            loss = w * F.cross_entropy(logits, yb) + (1 - w) * F.cross_entropy(logits, yb[other])
+        else:
+            with autocast(x.device, cfg):
+                loss = F.cross_entropy(net.logits(xb).float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
