@@ -167,7 +167,7 @@ class TaskTrainer:
         running statistics were gathered on the last steps' weights. Samples use the task's binary mask."""
         for p, a in zip(self.averaged, self.average, strict=True):
             p.copy_(a)
-        bns = list(self.gen.bns[self.task])
+        bns = [m for m in self.gen.bns[self.task].modules() if isinstance(m, nn.BatchNorm2d)]
         for bn in bns:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the batches
