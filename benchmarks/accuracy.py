@@ -76,6 +76,11 @@ LEVERS: dict[str, dict[str, Any]] = {
         "description": "DGMw's whole-channel rounding surplus not carried to later claims, so free capacity "
         "drifts up (METHOD.md as written; the default until 2026-11-26)",
     },
+    "no_g_ema": {
+        "overrides": {"g_ema": 0.0},
+        "description": "the generator left at its last step's weights, not their average over the task's "
+        "last steps (METHOD.md; the default until 2026-11-26)",
+    },
     "zero_mask_start": {
         "overrides": {"reuse_start": 0.0},
         "description": "new tasks' mask embeddings start at 0 (official), not favouring reserved weights",
