@@ -76,10 +76,14 @@ LEVERS: dict[str, dict[str, Any]] = {
         "description": "DGMw's whole-channel rounding surplus not carried to later claims, so free capacity "
         "drifts up (METHOD.md as written; the default until 2026-11-26)",
     },
-    "no_g_ema": {
-        "overrides": {"g_ema": 0.0},
-        "description": "the generator left at its last step's weights, not their average over the task's "
-        "last steps (METHOD.md; the default until 2026-11-26)",
+    "g_ema": {
+        "overrides": {"g_ema": 0.995},
+        "description": "the generator a task leaves behind averaged over its last ~200 steps (g_ema 0.995)",
+    },
+    "default_same_machine": {
+        "overrides": {},
+        "description": "today's dgmw rerun on the machine of the g_ema runs (2026-11-26, fifth session), so "
+        "the pair by seed shares a machine",
     },
     "zero_mask_start": {
         "overrides": {"reuse_start": 0.0},
