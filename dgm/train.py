@@ -82,16 +82,25 @@ def recalibrate_bn(disc: Discriminator, x: torch.Tensor, batch: int) -> None:
     During training the critic also sees fakes and gradient-penalty interpolates, whose statistics are
     not those of the images the classifier will serve.
     """
-    bns = [m for m in disc.modules() if isinstance(m, nn.BatchNorm2d)]
+    disc.train()
+    with fresh_bn_stats(disc):
+        for start in range(0, len(x), batch):
+            disc.trunk(x[start : start + batch])
+    disc.eval()
+
+
+@contextlib.contextmanager
+def fresh_bn_stats(module: nn.Module):
+    """Inside: module's BatchNorm running statistics restart as a cumulative average of the batches run."""
+    bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
     for bn in bns:
         bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the pass
-    disc.train()
-    for start in range(0, len(x), batch):
-        disc.trunk(x[start : start + batch])
-    for bn in bns:
-        bn.momentum = 0.1
-    disc.eval()
+        bn.momentum = None
+    try:
+        yield
+    finally:
+        for bn in bns:
+            bn.momentum = 0.1
 
 
 def budget(cfg: LearnerConfig, n: int) -> tuple[int, int]:
@@ -123,9 +132,9 @@ class TaskTrainer:
         self.lam_t = cfg.lam * sum(gen.widths) / sum(gen.initial_widths)
         # cfg.g_ema: a running average of what the generator step changes, except the mask embedding,
         # whose binarised end state decides what the task reserves
-        classes = gen.task_class_ids(task)
-        self.averaged = [*gen.weights, *gen.bns[task].parameters(), *(gen.heads[c] for c in classes)]
-        self.average = [p.detach().clone() for p in self.averaged] if cfg.g_ema else []
+        heads = [gen.heads[c] for c in gen.task_class_ids(task)]
+        self.averaged = [*gen.weights, *gen.bns[task].parameters(), *heads] if cfg.g_ema else []
+        self.average = [p.detach().clone() for p in self.averaged]
 
     def run(
         self,
@@ -167,19 +176,14 @@ class TaskTrainer:
         running statistics were gathered on the last steps' weights. Samples use the task's binary mask."""
         for p, a in zip(self.averaged, self.average, strict=True):
             p.copy_(a)
-        bns = [m for m in self.gen.bns[self.task].modules() if isinstance(m, nn.BatchNorm2d)]
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average over the batches
         b, device, was_training = self.cfg.batch_size, classes.device, self.gen.training
         self.gen.train()
-        for _ in range(batches):
-            noise = torch.randn(b, self.gen.nz, generator=self.rng, device=device)
-            pick = torch.randint(len(classes), (b,), generator=self.rng, device=device)
-            with autocast(device, self.cfg):
-                self.gen(noise, classes[pick], self.task)
-        for bn in bns:
-            bn.momentum = 0.1
+        with fresh_bn_stats(self.gen.bns[self.task]):
+            for _ in range(batches):
+                noise = torch.randn(b, self.gen.nz, generator=self.rng, device=device)
+                pick = torch.randint(len(classes), (b,), generator=self.rng, device=device)
+                with autocast(device, self.cfg):
+                    self.gen(noise, classes[pick], self.task)
         self.gen.train(was_training)
 
     def step(self, xb, yb, replay_x, replay_y, replay_per_batch, s, s_e) -> dict[str, float]:
@@ -237,6 +241,6 @@ class TaskTrainer:
         self.gen.compensate(s, s_e)
         nn.utils.clip_grad_norm_(self.opt_g.param_groups[0]["params"], self.cfg.grad_clip_g)
         self.opt_g.step()
-        for a, p in zip(self.average, self.averaged, strict=False):  # empty unless cfg.g_ema
+        for a, p in zip(self.average, self.averaged, strict=True):  # empty unless cfg.g_ema
             a.lerp_(p.detach(), 1 - self.cfg.g_ema)
         return {"g_adv": float(adv.detach()), "g_aux": float(aux.detach()), "sparsity": float(reg.detach())}
