@@ -149,3 +149,39 @@ def test_levers_and_overrides_parse():
     assert list(args.lever_defs) == ["no_projection"] and args.methods == ["dgmw"]
     assert args.sizes == [800, 2000] and args.seeds == [0, 1, 2] and args.protocols == ["5x2", "10x1"]
     assert accuracy.parse([]).methods == list(accuracy.METHODS)
+
+
+def test_seconds_target_comes_from_the_timing_of_todays_default(tmp_path):
+    """The accuracy runs share their cores, so the 4-minute target reads benchmarks.train_time's task,
+    but only one that ran today's default: a timing of another config must not pass for it."""
+    settings = {"preset": "small", "set": {}}
+    today = LearnerConfig.preset("small", image_shape=(1, 28, 28)).to_dict()
+    timing = {
+        "machine": {"cpu": "Some CPU", "cpu_cores": 2, "date": "2026-12-05T23:29:28+00:00"},
+        "threads": 2,
+        "tasks": [
+            {"variant": "dgmw", "seconds": 999.0, "config": {**today, "ngf": today["ngf"] + 1}},
+            {"variant": "dgmw", "seconds": 150.0, "config": today},
+        ],
+    }
+    path = tmp_path / "train_time.json"
+    path.write_text(json.dumps(timing))
+    found = accuracy.default_task_timing(settings, path)
+    date = timing["machine"]["date"]
+    assert found == {"seconds": 150.0, "cpu": "Some CPU, 2 cores", "threads": 2, "date": date}
+    row = dict.fromkeys(
+        ["min_old_class_acc", "min_fidelity", "min_fidelity_worst", "min_fidelity_relative",
+         "oracle_test_accuracy", "learner_min_fidelity_worst", "generator_growth"]
+    )  # fmt: skip
+    row.update(protocol="5x2", train_per_class=800, method="dgmw", seconds_per_task=400.0, tasks=5,
+               final_a_mean=0.8, min_old_class_acc_worst=0.6)  # fmt: skip
+    with_timing = accuracy.evaluate_targets([row], [], found)
+    assert with_timing["seconds_1600_image_task dgmw"]["value"] == 150.0
+    assert with_timing["seconds_1600_image_task dgmw"]["pass"]
+    assert "seconds_1600_image_task dgmw 5x2 800/class" not in with_timing
+    without = accuracy.evaluate_targets([row], [], None)  # no timing of today's default: the runs' own
+    assert not without["seconds_1600_image_task dgmw 5x2 800/class"]["pass"]
+    timing["tasks"].pop()
+    path.write_text(json.dumps(timing))
+    assert accuracy.default_task_timing(settings, path) is None
+    assert accuracy.default_task_timing({**settings, "quick": True}, path) is None
