@@ -40,6 +40,7 @@ def one_task(per_class: int, variant: str, overrides: dict | None = None) -> dic
     return {
         "variant": variant,
         "overrides": overrides or {},
+        "config": cfg.to_dict(),  # what benchmarks.accuracy compares with today's default
         "images": len(x),
         "seconds": round(seconds, 1),
         "losses": report.losses,
