@@ -651,13 +651,12 @@ def default_task_timing(settings: dict, path: Path | None = None) -> dict | None
     if settings.get("quick") or not path.exists():
         return None
     timing = json.loads(path.read_text())
+    today = LearnerConfig.preset(
+        settings.get("preset", "small"), image_shape=(1, 28, 28), **settings.get("set", {})
+    ).to_json()
     for task in timing.get("tasks", []):
-        if task["variant"] != "dgmw" or "config" not in task:
-            continue
-        today = LearnerConfig.preset(
-            settings.get("preset", "small"), image_shape=(1, 28, 28), **settings.get("set", {})
-        ).to_dict()
-        if json.loads(json.dumps(today)) == task["config"]:
+        config = task.get("config")
+        if task["variant"] == "dgmw" and config and json.dumps(config, sort_keys=True) == today:
             machine = timing["machine"]
             return {
                 "seconds": task["seconds"], "cpu": f"{machine['cpu']}, {machine['cpu_cores']} cores",
