@@ -58,13 +58,17 @@ def train_epoch(
     rng: torch.Generator,
     schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
     mixup: float = 0.0,
+    noise: float = 0.0,
 ) -> None:
     """One shuffled pass of cross-entropy on randomly shifted x (the schedule, if any, steps per batch;
-    mixup > 0: each batch blended with a shuffled copy of itself); shared with dgm.fidelity's oracle."""
+    mixup > 0: each batch blended with a shuffled copy of itself; noise > 0: Gaussian noise of that sd
+    added to each batch, clamped to [-1, 1]); shared with dgm.fidelity's oracle."""
     if mixup:  # the blend weights' own stream; drawn only here, so mixup 0 leaves rng's stream as it was
         blend = np.random.default_rng(int(torch.randint(2**31, (1,), generator=rng, device=rng.device)))
     for idx in torch.randperm(len(x), generator=rng, device=x.device).split(batch):
         xb, yb = shift(x[idx], rng), y[idx]
+        if noise:
+            xb = (xb + noise * torch.randn(xb.shape, generator=rng, device=x.device)).clamp(-1, 1)
         if mixup:
             w = float(blend.beta(mixup, mixup))
             other = torch.randperm(len(idx), generator=rng, device=x.device)

@@ -1,0 +1,94 @@
+"""Probe the service's memory-fidelity judge: do fresh judges of the same samples agree?
+
+A version's stored fidelity comes from a small classifier (dgm.fidelity.oracle) trained on the task's
+real images before they are deleted. This probe holds a learner fixed (a checkpoint from
+`benchmarks.accuracy --checkpoints`), rebuilds each multi-class task's real training images exactly as
+the benchmark drew them, and trains the judge `--judges` times per task with a different initial
+weight draw each time, once per recipe:
+
+- `before`: the recipe until 2026-12-06 (clean images, constant lr);
+- `now`: dgm.fidelity's default (Gaussian noise on the training images, lr falling to 0).
+
+For each judge it records the fidelity of each of the task's classes and the judge's accuracy on the
+real Fashion-MNIST test images of those classes. A good recipe gives the same verdict whatever the draw.
+
+    python -m benchmarks.probe_fidelity_judge CKPT --size 2000 --seed 2 --judges 25 --out probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.accuracy import PROTOCOLS, load_pool, subsample
+from benchmarks.machine import describe
+from dgm import Learner, images
+from dgm.data import FASHION_MNIST_DIR, class_incremental, select
+from dgm.fidelity import oracle, score
+
+RECIPES = {"before": {"noise": 0.0, "decay": False}, "now": {}}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.probe_fidelity_judge", description=__doc__)
+    p.add_argument("checkpoint")
+    p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
+    p.add_argument("--protocol", default="5x2", choices=list(PROTOCOLS))
+    p.add_argument("--size", type=int, required=True, help="training images per class of the run")
+    p.add_argument("--seed", type=int, required=True, help="the run's seed")
+    p.add_argument("--judges", type=int, default=25, help="judges per task and recipe")
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    learner = Learner.load(args.checkpoint)
+    cfg, gen, cpu = learner.config, learner.generator, torch.device("cpu")
+    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
+    x_train, y_train = subsample(pool, args.size, args.seed)
+    tasks = class_incremental(y_train, PROTOCOLS[args.protocol], order=pool["classes"])
+    index = {c: i for i, c in enumerate(learner.classes)}
+    out = {"machine": describe(), "args": {k: v for k, v in vars(args).items()}, "tasks": []}
+    for t, classes in enumerate(tasks):
+        if len(classes) < 2:
+            continue  # one-class tasks have no judge
+        x, y = select(x_train, y_train, classes)
+        xt = images.prepare(x, cfg.image_shape, cpu)
+        local = torch.tensor([classes.index(str(c)) for c in y])
+        xs, ys = select(pool["x_test"], pool["y_test"], classes)
+        x_test = images.prepare(xs, cfg.image_shape, cpu)
+        y_test = torch.tensor([classes.index(str(c)) for c in ys])
+        entry = {"task": t, "classes": classes}
+        for recipe in args.recipes:
+            fid, real = [], []
+            for k in range(args.judges):
+                torch.manual_seed(1000 + k)  # the judge's initial weights come from torch's global stream
+                rng = torch.Generator().manual_seed(args.seed * 100_003 + t)  # as Learner.learn_task seeds it
+                net = oracle(cfg, xt, local, rng, **RECIPES[recipe])
+                fid.append(score(net, gen, [index[c] for c in classes], rng))
+                with torch.no_grad():
+                    real.append(float((net.logits(x_test).argmax(1) == y_test).float().mean()))
+            arr = np.array(fid)
+            entry[recipe] = {
+                "fidelity": {c: [round(v, 4) for v in arr[:, i]] for i, c in enumerate(classes)},
+                "min_fidelity": {c: float(arr[:, i].min()) for i, c in enumerate(classes)},
+                "judges_below_warning": {c: int((arr[:, i] < 0.8).sum()) for i, c in enumerate(classes)},
+                "real_test_accuracy": [round(v, 4) for v in real],
+                "min_real_test_accuracy": min(real),
+            }
+            print(
+                f"task {t} {classes} {recipe}: min fidelity {entry[recipe]['min_fidelity']}, judges below "
+                f"0.8 {entry[recipe]['judges_below_warning']}, min real accuracy {min(real):.3f}",
+                flush=True,
+            )
+        out["tasks"].append(entry)
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
