@@ -40,13 +40,17 @@ def main(argv=None) -> dict:
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
     p.add_argument("--protocol", default="5x2", choices=list(PROTOCOLS))
     p.add_argument("--size", type=int, required=True, help="training images per class of the run")
-    p.add_argument("--seed", type=int, required=True, help="the run's seed")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the checkpoint's)")
     p.add_argument("--judges", type=int, default=25, help="judges per task and recipe")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    learner = Learner.load(args.checkpoint)
+    learner = Learner.load(args.checkpoint, device="cpu")
+    if args.seed is None:
+        args.seed = learner.seed
+    elif args.seed != learner.seed:
+        p.error(f"--seed {args.seed}, but the checkpoint's learner was built with seed {learner.seed}")
     cfg, gen, cpu = learner.config, learner.generator, torch.device("cpu")
     pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
     x_train, y_train = subsample(pool, args.size, args.seed)
@@ -56,6 +60,7 @@ def main(argv=None) -> dict:
     for t, classes in enumerate(tasks):
         if len(classes) < 2:
             continue  # one-class tasks have no judge
+        classes = sorted(classes)  # the judge's label order, as Learner.learn_task numbers a task's classes
         x, y = select(x_train, y_train, classes)
         xt = images.prepare(x, cfg.image_shape, cpu)
         local = torch.tensor([classes.index(str(c)) for c in y])

@@ -14,7 +14,7 @@ coat/sandal task scored its sandal head 0.51-0.65, where an oracle trained on al
 0.998, and the worst judge was right on only 0.78 of the real held-out coats and sandals: the job
 warned about a head that was fine. With noise on the judge's training images and an lr that decays to
 0, no judge of any of that learner's five tasks scored a class below 0.96, and every judge was right on
-at least 0.969 of the real held-out images (benchmarks/probe_fidelity_judge.py,
+at least 0.968 of the real held-out images (benchmarks/probe_fidelity_judge.py,
 benchmarks/results/probes/fidelity_judge_5x2_2000_s2.json).
 """
 
