@@ -56,7 +56,7 @@ def main(argv=None) -> dict:
     x_train, y_train = subsample(pool, args.size, args.seed)
     tasks = class_incremental(y_train, PROTOCOLS[args.protocol], order=pool["classes"])
     index = {c: i for i, c in enumerate(learner.classes)}
-    out = {"machine": describe(), "args": {k: v for k, v in vars(args).items()}, "tasks": []}
+    out = {"machine": describe(), "args": dict(vars(args)), "tasks": []}
     for t, classes in enumerate(tasks):
         if len(classes) < 2:
             continue  # one-class tasks have no judge

@@ -50,7 +50,7 @@ def oracle(
     per_epoch = math.ceil(len(x) / 64)
     epochs = max(cfg.fidelity_epochs, math.ceil(cfg.fidelity_steps / per_epoch))
     steps = epochs * per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / steps) if decay else 1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / steps)) if decay else None
     net.train()
     for _ in range(epochs):
         train_epoch(cfg, net, opt, x, y, 64, rng, schedule, noise=noise)
