@@ -2,9 +2,9 @@
 
 A version's stored fidelity comes from a small classifier (dgm.fidelity.oracle) trained on the task's
 real images before they are deleted. This probe holds a learner fixed (a checkpoint from
-`benchmarks.accuracy --checkpoints`), rebuilds each multi-class task's real training images exactly as
-the benchmark drew them, and trains the judge `--judges` times per task with a different initial
-weight draw each time, once per recipe:
+`benchmarks.accuracy --checkpoints`), rebuilds each multi-class task of its history from the real
+training images exactly as the benchmark drew them, and trains the judge `--judges` times per task
+with a different initial weight draw each time, once per recipe:
 
 - `before`: the recipe until 2026-12-06 (clean images, constant lr);
 - `now`: dgm.fidelity's default (Gaussian noise on the training images, lr falling to 0).
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.accuracy import PROTOCOLS, load_pool, subsample
+from benchmarks.accuracy import load_pool, subsample
 from benchmarks.machine import describe
 from dgm import Learner, images
-from dgm.data import FASHION_MNIST_DIR, class_incremental, select
+from dgm.data import FASHION_MNIST_DIR, select
 from dgm.fidelity import oracle, score
 
 RECIPES = {"before": {"noise": 0.0, "decay": False}, "now": {}}
@@ -38,7 +38,6 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probe_fidelity_judge", description=__doc__)
     p.add_argument("checkpoint")
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
-    p.add_argument("--protocol", default="5x2", choices=list(PROTOCOLS))
     p.add_argument("--size", type=int, required=True, help="training images per class of the run")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the checkpoint's)")
     p.add_argument("--judges", type=int, default=25, help="judges per task and recipe")
@@ -54,25 +53,25 @@ def main(argv=None) -> dict:
     cfg, gen, cpu = learner.config, learner.generator, torch.device("cpu")
     pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
     x_train, y_train = subsample(pool, args.size, args.seed)
-    tasks = class_incremental(y_train, PROTOCOLS[args.protocol], order=pool["classes"])
     index = {c: i for i, c in enumerate(learner.classes)}
     out = {"machine": describe(), "args": dict(vars(args)), "tasks": []}
-    for t, classes in enumerate(tasks):
+    for t, report in enumerate(learner.history):
+        classes = report["classes"]  # in the learner's order, which is the judge's label order
         if len(classes) < 2:
             continue  # one-class tasks have no judge
-        classes = sorted(classes)  # the judge's label order, as Learner.learn_task numbers a task's classes
-        x, y = select(x_train, y_train, classes)
-        xt = images.prepare(x, cfg.image_shape, cpu)
-        local = torch.tensor([classes.index(str(c)) for c in y])
-        xs, ys = select(pool["x_test"], pool["y_test"], classes)
-        x_test = images.prepare(xs, cfg.image_shape, cpu)
-        y_test = torch.tensor([classes.index(str(c)) for c in ys])
+
+        def task_images(x, y, classes=classes):
+            x, y = select(x, y, classes)
+            return images.prepare(x, cfg.image_shape, cpu), torch.tensor([classes.index(str(c)) for c in y])
+
+        xt, local = task_images(x_train, y_train)
+        x_test, y_test = task_images(pool["x_test"], pool["y_test"])
         entry = {"task": t, "classes": classes}
         for recipe in args.recipes:
             fid, real = [], []
             for k in range(args.judges):
                 torch.manual_seed(1000 + k)  # the judge's initial weights come from torch's global stream
-                rng = torch.Generator().manual_seed(args.seed * 100_003 + t)  # as Learner.learn_task seeds it
+                rng = torch.Generator().manual_seed(learner.task_seed(t))  # the judge's stream in learn_task
                 net = oracle(cfg, xt, local, rng, **RECIPES[recipe])
                 fid.append(score(net, gen, [index[c] for c in classes], rng))
                 with torch.no_grad():

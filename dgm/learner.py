@@ -147,8 +147,8 @@ class Learner:
     def _learn(self, xt, labels, new, progress, should_stop) -> TaskReport:
         started = time.perf_counter()
         task = self.generator.n_tasks
-        torch.manual_seed(self.seed * 100_003 + task)
-        rng = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + task)
+        torch.manual_seed(self.task_seed(task))
+        rng = torch.Generator(device=self.device).manual_seed(self.task_seed(task))
         cfg = self.config
         old_ids = list(range(len(self.classes)))
         self.classes = self.classes + new
@@ -173,10 +173,15 @@ class Learner:
             real = (xt, yt) if cfg.consolidate_real else None
             self.classifier = consolidate(cfg, self.generator, len(self.classes), rng, real)
         new_ids = [index[c] for c in new]
-        scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, self.seed * 100_003 + task)
+        scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, self.task_seed(task))
         report = self._report(task, new, len(labels), time.perf_counter() - started, grown, losses, scores)
         self.history.append(report.as_dict())
         return report
+
+    def task_seed(self, task: int) -> int:
+        """The seed of task `task`'s training, classifier and fidelity judge: each task draws its own
+        stream, so a task's result does not depend on what earlier tasks consumed."""
+        return self.seed * 100_003 + task
 
     # ----- forgetting ------------------------------------------------------------------------
     def check_forget(self, labels: Sequence[str]) -> list[str]:
