@@ -52,6 +52,10 @@ class LearnerConfig:
     lam_gp: float = 1.0  # WGAN-GP weight
     lam_adv: float = 1.0
     aux_g: bool = False  # CE on fakes through the critic's class head in G's loss (official: ImageNet only)
+    # Adam steps on the critic's class head per iteration: the real batch plus B replayed samples per past
+    # task, shuffled, in chunks of B. 0: one step per chunk, t+1 at task t (METHOD.md §4 (a)); k > 0: the
+    # first k chunks only, so the step costs the same at every task (each chunk keeps the class mix)
+    classify_chunks: int = 0
     projection: bool = True  # conditional (projection) critic: binds each head to its own class
     classifier: ClassifierKind = "consolidated"  # what serves (dgm/consolidate.py); "critic_head": official
     classifier_ndf: int = 0  # the consolidated classifier's base width (0: ndf, the critic's)
@@ -89,7 +93,7 @@ class LearnerConfig:
         for name in (*positive, "consolidate_per_class", "consolidate_epochs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
-        for name in ("steps", "fidelity_epochs", "fidelity_steps", "classifier_ndf"):
+        for name in ("steps", "fidelity_epochs", "fidelity_steps", "classifier_ndf", "classify_chunks"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         for name in ("lr", "s_max"):

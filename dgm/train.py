@@ -198,7 +198,8 @@ class TaskTrainer:
         return {**out, **critic, **g_losses}
 
     def classify_steps(self, xb, yb, replay_x, replay_y, replay_per_batch) -> float:
-        """(a) min CE(D_class(x), y) over real + replay, shuffled into chunks of one batch each."""
+        """(a) min CE(D_class(x), y) over real + replay, shuffled into chunks of one batch each (the
+        first cfg.classify_chunks of them, if set)."""
         if replay_per_batch and len(replay_x):
             pick = torch.randint(len(replay_x), (replay_per_batch,), generator=self.rng, device=xb.device)
             xa, ya = torch.cat([xb, replay_x[pick]]), torch.cat([yb, replay_y[pick]])
@@ -208,6 +209,7 @@ class TaskTrainer:
             xa, ya = xb, yb
         total = 0.0
         chunks = list(zip(xa.split(self.cfg.batch_size), ya.split(self.cfg.batch_size), strict=True))
+        chunks = chunks[: self.cfg.classify_chunks or None]
         for xc, yc in chunks:
             with autocast(xb.device, self.cfg):
                 loss = F.cross_entropy(self.disc.logits(xc).float(), yc)
