@@ -94,6 +94,17 @@ LEVERS: dict[str, dict[str, Any]] = {
         "overrides": {"reuse_start": 0.0},
         "description": "new tasks' mask embeddings start at 0 (official), not favouring reserved weights",
     },
+    "aux_g": {
+        "overrides": {"aux_g": True},
+        "description": "the generator's loss also takes cross-entropy through the critic's class head, "
+        "trained on the real batch plus replay in t+1 chunks a step (METHOD.md 4 (a); official: ImageNet "
+        "only), on top of the projection critic",
+    },
+    "aux_g_one_chunk": {
+        "overrides": {"aux_g": True, "classify_chunks": 1},
+        "description": "aux_g with one class-head step per iteration on a shuffled chunk of real + replay, "
+        "so the step costs the same at every task",
+    },
 }
 # hyper-parameters that change nothing for a variant (off_default ignores them): DGMa grows one channel
 # per claimed unit, so no rounding surplus is ever carried

@@ -155,7 +155,9 @@ def paired_delta(runs: list[dict], row: dict, panel: tuple) -> str:
 
 def lever_base(runs: list[dict], run: dict) -> dict | None:
     """The run `run`'s lever was turned off from (see paired_delta), or None. Configs are compared on
-    the keys both hold: a key added to LearnerConfig later is missing from older runs."""
+    the keys both hold: a key added to LearnerConfig later is missing from older runs. A run that names
+    its pair (`paired_with`: the method of a same-machine base, e.g. `dgmw-default_rerun_amd`) is paired
+    with that run of the same seed only."""
     variant = run["method"].partition("-")[0]
     lever_keys = set(run.get("overrides") or {})
 
@@ -169,6 +171,7 @@ def lever_base(runs: list[dict], run: dict) -> dict | None:
         if r is not run and r["method"].partition("-")[0] == variant and r.get("config")
         and (r["protocol"], r["train_per_class"], r["seed"]) == panel
         and (diff := differs(r["config"], cfg)) and diff <= lever_keys
+        and r["method"] == run.get("paired_with", r["method"])
     ]  # fmt: skip
     return min(same, key=lambda r: r["method"] != variant, default=None)
 

@@ -116,6 +116,24 @@ def test_lever_paired_with_the_default_of_its_day():
     assert report.paired_delta(runs, lever, ("5x2", 800)) == "+0.050 vs dgmw-steps_500 (s0 cpu/cpu)"
 
 
+def test_lever_that_names_its_same_machine_pair_is_paired_with_it_only():
+    def run(method, **config):
+        return {
+            "method": method, "protocol": "5x2", "train_per_class": 800, "seed": 0,
+            "config": {"aux_g": False, **config}, "overrides": {"aux_g": True} if "aux" in method else {},
+        }  # fmt: skip
+
+    table, rerun, lever = run("dgmw"), run("dgmw-default_rerun_amd"), run("dgmw-aux_g", aux_g=True)
+    table["A_final"], rerun["A_final"], lever["A_final"] = 0.827, 0.835, 0.833
+    runs = [table, rerun, lever]
+    assert report.lever_base(runs, lever) is table  # no pair named: the run with no lever first
+    lever["paired_with"] = "dgmw-default_rerun_amd"
+    assert report.lever_base(runs, lever) is rerun
+    assert report.paired_delta(runs, lever, ("5x2", 800)) == "-0.002 vs dgmw-default_rerun_amd (s0 cpu/cpu)"
+    lever["paired_with"] = "dgmw-missing"
+    assert report.lever_base(runs, lever) is None
+
+
 def test_runs_at_an_earlier_default_are_named_in_the_summary_and_the_table():
     """A DGMw run from before `carry_surplus` existed lacks the key, so it ran the dataclass default
     (off); today's `small` turns it on. The summary says which seed differs and how; the table marks
