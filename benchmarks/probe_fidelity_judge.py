@@ -34,6 +34,12 @@ from dgm.fidelity import oracle, score
 RECIPES = {"before": {"noise": 0.0, "decay": False}, "now": {}}
 
 
+def task_images(x, y, classes: list[str], shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of `classes` as the judge sees them (on the CPU), labelled by index in `classes`."""
+    x, y = select(x, y, classes)
+    return images.prepare(x, shape, torch.device("cpu")), torch.tensor([classes.index(str(c)) for c in y])
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probe_fidelity_judge", description=__doc__)
     p.add_argument("checkpoint")
@@ -50,7 +56,7 @@ def main(argv=None) -> dict:
         args.seed = learner.seed
     elif args.seed != learner.seed:
         p.error(f"--seed {args.seed}, but the checkpoint's learner was built with seed {learner.seed}")
-    cfg, gen, cpu = learner.config, learner.generator, torch.device("cpu")
+    cfg, gen = learner.config, learner.generator
     pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
     x_train, y_train = subsample(pool, args.size, args.seed)
     index = {c: i for i, c in enumerate(learner.classes)}
@@ -59,13 +65,8 @@ def main(argv=None) -> dict:
         classes = report["classes"]  # in the learner's order, which is the judge's label order
         if len(classes) < 2:
             continue  # one-class tasks have no judge
-
-        def task_images(x, y, classes=classes):
-            x, y = select(x, y, classes)
-            return images.prepare(x, cfg.image_shape, cpu), torch.tensor([classes.index(str(c)) for c in y])
-
-        xt, local = task_images(x_train, y_train)
-        x_test, y_test = task_images(pool["x_test"], pool["y_test"])
+        xt, local = task_images(x_train, y_train, classes, cfg.image_shape)
+        x_test, y_test = task_images(pool["x_test"], pool["y_test"], classes, cfg.image_shape)
         entry = {"task": t, "classes": classes}
         for recipe in args.recipes:
             fid, real = [], []

@@ -147,8 +147,9 @@ class Learner:
     def _learn(self, xt, labels, new, progress, should_stop) -> TaskReport:
         started = time.perf_counter()
         task = self.generator.n_tasks
-        torch.manual_seed(self.task_seed(task))
-        rng = torch.Generator(device=self.device).manual_seed(self.task_seed(task))
+        seed = self.task_seed(task)
+        torch.manual_seed(seed)
+        rng = torch.Generator(device=self.device).manual_seed(seed)
         cfg = self.config
         old_ids = list(range(len(self.classes)))
         self.classes = self.classes + new
@@ -173,7 +174,7 @@ class Learner:
             real = (xt, yt) if cfg.consolidate_real else None
             self.classifier = consolidate(cfg, self.generator, len(self.classes), rng, real)
         new_ids = [index[c] for c in new]
-        scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, self.task_seed(task))
+        scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, seed)
         report = self._report(task, new, len(labels), time.perf_counter() - started, grown, losses, scores)
         self.history.append(report.as_dict())
         return report
