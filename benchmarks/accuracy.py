@@ -105,6 +105,11 @@ LEVERS: dict[str, dict[str, Any]] = {
         "description": "aux_g with one class-head step per iteration on a shuffled chunk of real + replay, "
         "so the step costs the same at every task",
     },
+    "aux_g_one_chunk_x3": {
+        "overrides": {"aux_g": True, "classify_chunks": 1, "lam_aux": 3.0},
+        "description": "aux_g_one_chunk with the aux cross-entropy weighted 3 in the generator's loss, "
+        "to push each class's samples further from the other classes'",
+    },
 }
 # hyper-parameters that change nothing for a variant (off_default ignores them): DGMa grows one channel
 # per claimed unit, so no rounding surplus is ever carried

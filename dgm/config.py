@@ -52,10 +52,15 @@ class LearnerConfig:
     lam_gp: float = 1.0  # WGAN-GP weight
     lam_adv: float = 1.0
     aux_g: bool = False  # CE on fakes through the critic's class head in G's loss (official: ImageNet only)
+    lam_aux: float = 1.0  # ... and its weight there (METHOD.md: 1)
     # Adam steps on the critic's class head per iteration: the real batch plus B replayed samples per past
     # task, shuffled, in chunks of B. 0: one step per chunk, t+1 at task t (METHOD.md §4 (a)); k > 0: the
     # first k chunks only, so the step costs the same at every task (each chunk keeps the class mix)
     classify_chunks: int = 0
+    # the memory's latent noise (replay, consolidation, fidelity, samples) is drawn from N(0, 1) truncated
+    # to [-truncation, truncation], as BigGAN's truncation trick: fewer atypical samples, less variety.
+    # Training the generator still draws untruncated noise. 0: untruncated (METHOD.md)
+    truncation: float = 0.0
     projection: bool = True  # conditional (projection) critic: binds each head to its own class
     classifier: ClassifierKind = "consolidated"  # what serves (dgm/consolidate.py); "critic_head": official
     classifier_ndf: int = 0  # the consolidated classifier's base width (0: ndf, the critic's)
@@ -99,10 +104,12 @@ class LearnerConfig:
         for name in ("lr", "s_max"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
-        if self.lam < 0 or self.lam_gp < 0 or self.reuse_start < 0 or self.consolidate_mixup < 0:
-            problems.append("lam, lam_gp, reuse_start and consolidate_mixup must be >= 0")
+        if min(self.lam, self.lam_gp, self.lam_aux, self.reuse_start, self.consolidate_mixup) < 0:
+            problems.append("lam, lam_gp, lam_aux, reuse_start and consolidate_mixup must be >= 0")
         if not 0 <= self.g_ema < 1:
             problems.append(f"g_ema must be in [0, 1), got {self.g_ema}")
+        if self.truncation < 0:
+            problems.append(f"truncation must be >= 0 (0: off), got {self.truncation}")
         if not 0 <= self.claim_cap <= 1:
             problems.append(f"claim_cap must be in 0..1, got {self.claim_cap}")
         if problems:

@@ -41,7 +41,7 @@ def consolidate(
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps if cfg.consolidate_lr_decay else 1)
     clf.train()
     for _ in range(cfg.consolidate_epochs):
-        x, y = generate(gen, list(range(n_classes)), per_class, rng), labels
+        x, y = generate(gen, list(range(n_classes)), per_class, rng, cfg.truncation), labels
         if real is not None:
             x, y = torch.cat([x, real[0]]), torch.cat([y, real[1]])
         train_epoch(cfg, clf, opt, x, y, cfg.batch_size, rng, decay, mixup=cfg.consolidate_mixup)

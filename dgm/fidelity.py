@@ -58,11 +58,13 @@ def oracle(
 
 
 @torch.no_grad()
-def score(net: Discriminator, gen: Generator, class_ids: list[int], rng: torch.Generator) -> list[float]:
+def score(
+    net: Discriminator, gen: Generator, class_ids: list[int], rng: torch.Generator, truncation: float = 0.0
+) -> list[float]:
     """For the i-th class id: fraction of its SAMPLES generated images that `net` labels i."""
     out = []
     for i, c in enumerate(class_ids):
-        pred = net.logits(generate(gen, [c], SAMPLES, rng)).argmax(1)
+        pred = net.logits(generate(gen, [c], SAMPLES, rng, truncation)).argmax(1)
         out.append(float((pred == i).float().mean()))
     return out
 
@@ -76,4 +78,5 @@ def task_fidelity(
     rng = torch.Generator(device=x.device).manual_seed(seed)
     local = torch.as_tensor(class_ids, device=y.device)
     y_local = (y[:, None] == local[None]).float().argmax(1)
-    return [*score(oracle(cfg, x, y_local, rng), gen, class_ids, rng)]  # as list[float | None]
+    judge = oracle(cfg, x, y_local, rng)
+    return [*score(judge, gen, class_ids, rng, cfg.truncation)]  # as list[float | None]

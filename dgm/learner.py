@@ -160,7 +160,7 @@ class Learner:
         replay_x, replay_y = xt[:0], yt[:0]
         if cfg.trains_class_head:  # it learns old classes from a fixed replay set
             per_class = min(cfg.replay_per_class, max(labels.count(c) for c in new))
-            replay_x = generate(self.generator, old_ids, per_class, rng)
+            replay_x = generate(self.generator, old_ids, per_class, rng, cfg.truncation)
             replay_y = torch.arange(len(old_ids), device=self.device).repeat_interleave(per_class)
         self.generator.begin_task(len(new))
         trainer = TaskTrainer(cfg, self.generator, critic.to(self.device), task, rng)
@@ -309,7 +309,7 @@ class Learner:
         if not 1 <= n <= 10_000:
             raise DGMInputError(f"n must be in 1..10000, got {n}")
         rng = torch.Generator(device=self.device).manual_seed(seed)
-        out = generate(self.generator, [self.classes.index(str(label))], n, rng)
+        out = generate(self.generator, [self.classes.index(str(label))], n, rng, self.config.truncation)
         return images.to_user(out, self.config.image_shape)
 
     def parameter_count(self) -> int:

@@ -48,9 +48,22 @@ def autocast(device: torch.device, cfg: LearnerConfig):
     return contextlib.nullcontext()
 
 
+def noise_like(n: int, nz: int, rng: torch.Generator, device: torch.device, truncation: float = 0.0):
+    """(n, nz) standard normal noise; truncation > 0: each entry conditioned on |z| <= truncation, drawn
+    by the inverse CDF of one uniform draw."""
+    if not truncation:
+        return torch.randn(n, nz, generator=rng, device=device)
+    edge = torch.special.ndtr(torch.tensor(truncation, dtype=torch.float64)).item()  # Phi(t)
+    u = torch.rand(n, nz, generator=rng, device=device, dtype=torch.float64)
+    return torch.special.ndtri((1 - edge) + u * (2 * edge - 1)).float()
+
+
 @torch.no_grad()
-def generate(gen: Generator, classes: list[int], per_class: int, rng: torch.Generator) -> torch.Tensor:
-    """per_class images of each class, each from its own task's binary mask; G in eval mode."""
+def generate(
+    gen: Generator, classes: list[int], per_class: int, rng: torch.Generator, truncation: float = 0.0
+) -> torch.Tensor:
+    """per_class images of each class, each from its own task's binary mask; G in eval mode (truncation:
+    see LearnerConfig.truncation)."""
     was_training = gen.training
     gen.eval()
     device = gen.weights[0].device
@@ -59,7 +72,7 @@ def generate(gen: Generator, classes: list[int], per_class: int, rng: torch.Gene
         task = gen.class_task[c]
         for start in range(0, per_class, GEN_BATCH):
             n = min(GEN_BATCH, per_class - start)
-            noise = torch.randn(n, gen.nz, generator=rng, device=device)
+            noise = noise_like(n, gen.nz, rng, device, truncation)
             out.append(gen(noise, torch.full((n,), c, device=device), task).float())
     gen.train(was_training)
     return torch.cat(out) if out else torch.empty(0, gen.nc, 32, 32, device=device)
@@ -231,12 +244,13 @@ class TaskTrainer:
         return {"wasserstein": float(wdist.detach()), "gp": float(gp.detach())}
 
     def generator_step(self, fake: torch.Tensor, yb: torch.Tensor, s: float, s_e: float) -> dict[str, float]:
-        """(c) min -lambda_adv D(G(z, y), y) + lambda_t R(mask) [+ CE(D_class(G(z)), y)], reserved grads 0."""
+        """(c) min -lambda_adv D(G(z, y), y) + lambda_t R(mask) [+ lam_aux CE(D_class(G(z)), y)], reserved
+        grads 0."""
         with autocast(fake.device, self.cfg):
             adv = -self.disc.score(fake, yb).float().mean()
             aux = F.cross_entropy(self.disc.logits(fake).float(), yb) if self.cfg.aux_g else adv.new_zeros(())
         reg = self.gen.sparsity_loss(s)
-        loss = self.cfg.lam_adv * adv + self.lam_t * reg + aux
+        loss = self.cfg.lam_adv * adv + self.lam_t * reg + self.cfg.lam_aux * aux
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.gen.block_gradients(self.multipliers)
