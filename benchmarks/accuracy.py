@@ -153,10 +153,8 @@ def load_pool(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def subsample(pool: dict, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """per_class training images of each class (0: all), a different draw per seed."""
-    if not per_class:
-        return pool["x_train"], pool["y_train"]
+def subsample_indices(pool: dict, per_class: int, seed: int) -> np.ndarray:
+    """Indices into the pool's training images of per_class images of each class, a draw per seed."""
     rng = np.random.default_rng(seed)
     keep = []
     for c in pool["classes"]:
@@ -164,8 +162,27 @@ def subsample(pool: dict, per_class: int, seed: int) -> tuple[np.ndarray, np.nda
         if len(idx) < per_class:
             raise SystemExit(f"class {c!r} has {len(idx)} training images, fewer than {per_class}")
         keep.append(rng.choice(idx, per_class, replace=False))
-    keep = np.sort(np.concatenate(keep))
+    return np.sort(np.concatenate(keep))
+
+
+def subsample(pool: dict, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """per_class training images of each class (0: all), a different draw per seed."""
+    if not per_class:
+        return pool["x_train"], pool["y_train"]
+    keep = subsample_indices(pool, per_class, seed)
     return pool["x_train"][keep], pool["y_train"][keep]
+
+
+def held_out(pool: dict, per_class: int, seed: int, n: int) -> dict[str, np.ndarray]:
+    """n training-pool images of each class that the run's subsample left out: what the service would
+    keep as a task's holdout, for a one-class task's fidelity reference (--fidelity-reference)."""
+    used = subsample_indices(pool, per_class, seed) if per_class else np.arange(0)
+    rng = np.random.default_rng(20_000 + seed)
+    out = {}
+    for c in pool["classes"]:
+        idx = np.setdiff1d(np.where(pool["y_train"] == c)[0], used)
+        out[c] = pool["x_train"][rng.choice(idx, min(n, len(idx)), replace=False)]
+    return out
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, Any]:
@@ -257,9 +274,15 @@ def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
     cfg = dgm_config(args, variant, ctx["shape"], overrides)
     learner = Learner(cfg, seed=seed, device=args.device)
     matrix, class_matrix, per_version = [], [], []
+    holdout = held_out(pool, ctx["size"], seed, args.fidelity_reference) if args.fidelity_reference else {}
     for t, classes in enumerate(tasks):
         x, y = select(x_train, y_train, classes)
-        report = learner.learn_task(x, y)
+        reference = None
+        if holdout and len(classes) == 1 and t:  # a one-class task: its judge learns it against these
+            earlier = [c for task in tasks[:t] for c in task]
+            ref_y = [c for c in earlier for _ in holdout[c]]
+            reference = (np.concatenate([holdout[c] for c in earlier]), ref_y)
+        report = learner.learn_task(x, y, reference=reference)
         per_task, per_class = evaluate(lambda v: learner.predict(v)[0], pool, tasks, t)
         matrix.append(per_task)
         class_matrix.append(per_class)
@@ -815,6 +838,15 @@ def parse(argv=None) -> argparse.Namespace:
         "--samples", default=None, metavar="DIR", help="write each DGM version's sample grid (PNG) here"
     )
     p.add_argument(
+        "--fidelity-reference",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a one-class task's fidelity judge learns its class against N real images of each earlier "
+        "class, left out of the run's subsample (the service's holdout; 0: none, one-class tasks report "
+        "no learner fidelity)",
+    )
+    p.add_argument(
         "--checkpoints", default=None, metavar="DIR", help="save each DGM run's last learner (safetensors)"
     )
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="merge these results into --out")
@@ -908,7 +940,7 @@ def run_one(args, pool: dict, shape, seed: int, size: int, protocol: str, method
     print(f"{label}: {len(tasks)} tasks", flush=True)
     ctx = {
         "tasks": tasks, "x_train": x_train, "y_train": y_train, "pool": pool, "seed": seed, "shape": shape,
-        "oracle": oracle, "label": label,
+        "oracle": oracle, "label": label, "size": size,
     }  # fmt: skip
     _, _, lever = method.partition("-")
     overrides = args.lever_defs[lever]["overrides"] if lever else {}
@@ -937,6 +969,8 @@ def run_one(args, pool: dict, shape, seed: int, size: int, protocol: str, method
         "device": run_device(args),
         "date": describe()["date"],
     }
+    if args.fidelity_reference and method not in ("joint", "finetune"):
+        run["fidelity_reference"] = args.fidelity_reference  # per run: settings stay mergeable
     print(
         f"{label}: final A {run['A_final']:.3f}, min old class {_fmt(run['min_old_class_acc'])}, "
         f"min fidelity {_fmt(run.get('min_fidelity'))}, {run['seconds']:.0f}s",

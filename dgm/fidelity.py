@@ -5,6 +5,10 @@ on them; it then labels the generator's samples of each of the task's classes. F
 the fraction of its samples labelled as that class. A head that draws another class of its task (the
 swap seen in issue 9), or draws nothing recognisable, scores low. A one-class task has nothing to
 confuse its head with, so its fidelity is not measured (None): a one-class oracle says yes to anything.
+Given real images of classes the learner already knows (`Learner.learn_task(reference=...)`), a
+one-class task's judge learns its class against them instead (benchmarks/probe_one_class_judge.py:
+under such judges, earlier heads' samples were called the new class about as often as earlier real
+images; the samples behave as real images do).
 Old classes' generators are bit-identical after later tasks, so a class's fidelity never changes.
 
 The judge sees only two or three classes, so it can separate them by something as crude as how much
@@ -72,11 +76,14 @@ def score(
 def task_fidelity(
     cfg: LearnerConfig, gen: Generator, x: torch.Tensor, y: torch.Tensor, class_ids: list[int], seed: int
 ) -> list[float | None]:
-    """Fidelity of each of the task's classes (global ids class_ids; y holds those ids for x)."""
-    if len(class_ids) < 2 or cfg.fidelity_epochs == 0:
+    """Fidelity of each of the task's classes (global ids class_ids). y holds global ids for x: the
+    task's classes, plus, for a one-class task, any known classes given as a reference, which the judge
+    learns too but whose samples it does not score. A judge that would see one class scores None."""
+    others = sorted(set(y.tolist()) - set(class_ids))
+    if len(class_ids) + len(others) < 2 or cfg.fidelity_epochs == 0:
         return [None] * len(class_ids)
     rng = torch.Generator(device=x.device).manual_seed(seed)
-    local = torch.as_tensor(class_ids, device=y.device)
+    local = torch.as_tensor([*class_ids, *others], device=y.device)
     y_local = (y[:, None] == local[None]).float().argmax(1)
     judge = oracle(cfg, x, y_local, rng)
     return [*score(judge, gen, class_ids, rng, cfg.truncation)]  # as list[float | None]

@@ -132,19 +132,36 @@ class Learner:
         y: Sequence[Any],
         progress: ProgressFn | None = None,
         should_stop: Callable[[], bool] | None = None,
+        reference: tuple[np.ndarray, Sequence[Any]] | None = None,
     ) -> TaskReport:
-        """Learn a task of new classes. On any error or cancellation the learner is left as it was."""
+        """Learn a task of new classes. On any error or cancellation the learner is left as it was.
+
+        reference: real labelled images of classes the learner already knows (the service's kept
+        holdouts, say). A one-class task's fidelity judge then learns its class against them
+        (dgm/fidelity.py); without them a one-class task reports no fidelity. Multi-class tasks ignore it.
+        """
         xt, labels, new = self.check_task(x, y)
+        ref = self.check_reference(reference) if reference is not None else None
         # Subnormal floats appear in the mask and critic gradients; on CPU they made a step ~15x slower.
         torch.set_flush_denormal(True)
         snapshot = (copy.deepcopy(self.generator), copy.deepcopy(self.classifier), list(self.classes))
         try:
-            return self._learn(xt, labels, new, progress, should_stop)
+            return self._learn(xt, labels, new, progress, should_stop, ref)
         except BaseException:
             self.generator, self.classifier, self.classes = snapshot
             raise
 
-    def _learn(self, xt, labels, new, progress, should_stop) -> TaskReport:
+    def check_reference(self, reference: tuple[np.ndarray, Sequence[Any]]) -> tuple[torch.Tensor, list[int]]:
+        """A fidelity reference's images and the learner's class indices of its labels."""
+        x, y = reference
+        xr = images.prepare(x, self.config.image_shape, self.device)
+        labels = normalise_labels(y, len(xr))
+        unknown = sorted(set(labels) - set(self.classes))
+        if unknown:
+            raise DGMInputError(f"reference labels the learner has not learned: {unknown[:10]}")
+        return xr, [self.classes.index(c) for c in labels]
+
+    def _learn(self, xt, labels, new, progress, should_stop, ref=None) -> TaskReport:
         started = time.perf_counter()
         task = self.generator.n_tasks
         seed = self.task_seed(task)
@@ -174,6 +191,8 @@ class Learner:
             real = (xt, yt) if cfg.consolidate_real else None
             self.classifier = consolidate(cfg, self.generator, len(self.classes), rng, real)
         new_ids = [index[c] for c in new]
+        if ref is not None and len(new_ids) == 1:  # the judge learns the class against known ones
+            xt, yt = torch.cat([xt, ref[0]]), torch.cat([yt, torch.tensor(ref[1], device=self.device)])
         scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, seed)
         report = self._report(task, new, len(labels), time.perf_counter() - started, grown, losses, scores)
         self.history.append(report.as_dict())

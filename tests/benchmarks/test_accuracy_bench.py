@@ -203,3 +203,19 @@ def test_seconds_target_comes_from_the_timing_of_todays_default(tmp_path):
     path.write_text(json.dumps(timing))
     assert accuracy.default_task_timing(settings, path) is None
     assert accuracy.default_task_timing({**settings, "quick": True}, path) is None
+
+
+def test_fidelity_reference_gives_one_class_tasks_a_learner_fidelity(tmp_path):
+    out = tmp_path / "ref.json"
+    common = ["--quick", "--protocols", "10x1", "--methods", "dgmw", "--max-tasks", "3", "--no-step-timing"]
+    common += ["--set", "fidelity_epochs=1", "fidelity_steps=20"]  # --quick turns the judge off
+    accuracy.main([*common, "--fidelity-reference", "10", "--out", str(out)])
+    run = json.loads(out.read_text())["runs"][0]
+    first, *later = [c for task in run["tasks"] for c in task]
+    assert run["fidelity_reference"] == 10
+    assert run["learner_fidelity"][first] is None  # nothing learned before it to judge it against
+    assert all(0.0 <= run["learner_fidelity"][c] <= 1.0 for c in later)
+    accuracy.main([*common, "--out", str(tmp_path / "plain.json")])
+    plain = json.loads((tmp_path / "plain.json").read_text())["runs"][0]
+    assert set(plain["learner_fidelity"].values()) == {None} and "fidelity_reference" not in plain
+    assert plain["A_t"] == run["A_t"]  # the judge changes what is measured, not what is learned
