@@ -176,7 +176,9 @@ def subsample(pool: dict, per_class: int, seed: int) -> tuple[np.ndarray, np.nda
 def held_out(pool: dict, per_class: int, seed: int, n: int) -> dict[str, np.ndarray]:
     """n training-pool images of each class that the run's subsample left out: what the service would
     keep as a task's holdout, for a one-class task's fidelity reference (--fidelity-reference)."""
-    used = subsample_indices(pool, per_class, seed) if per_class else np.arange(0)
+    if not per_class:
+        raise SystemExit("--fidelity-reference needs images left out of training: not with --sizes 0")
+    used = subsample_indices(pool, per_class, seed)
     rng = np.random.default_rng(20_000 + seed)
     out = {}
     for c in pool["classes"]:

@@ -7,12 +7,12 @@ one-class task's judge could learn its class against earlier classes' real holdo
 both sides. This probe asks what such a judge would report, offline, on a saved learner (a checkpoint
 from `benchmarks.accuracy --checkpoints`): for each class c, in the order learned, a judge
 (dgm.fidelity.oracle, the service's recipe) is trained on the run's training images of c plus
-`--holdout` real images of each class learned in an earlier task (drawn from the training pool, as a
-holdout would be), and labels 400 of the generator's samples of c. It also reports the judge's accuracy
-on c's real test images, so the samples can be compared with real images (relative fidelity), and how
-often it calls earlier heads' samples and earlier classes' real test images c (a judge that calls
-everything c would pass any head). Each judge is trained twice: on all of the run's images of c (what
-the service has), and on as many as each earlier class has (`balanced`).
+`--holdout` real images of each class learned in an earlier task (training-pool images the run left
+out, as a holdout would be), and labels 400 of the generator's samples of c. It also reports the judge's
+accuracy on c's real test images, so the samples can be compared with real images (relative fidelity),
+and how often it calls earlier heads' samples and earlier classes' real test images c (a judge that
+calls everything c would pass any head). Each judge is trained twice: on all of the run's images of c
+(what the service has), and on as many as each earlier class has (`balanced`).
 
     python -m benchmarks.probe_one_class_judge CKPT --size 800 --out probe.json
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.accuracy import load_pool, subsample
+from benchmarks.accuracy import held_out, load_pool, subsample
 from benchmarks.machine import describe
 from benchmarks.probe_fidelity_judge import task_images
 from dgm import Learner
@@ -50,11 +50,7 @@ def main(argv=None) -> dict:
     cfg, gen, seed = learner.config, learner.generator, learner.seed
     pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
     x_train, y_train = subsample(pool, args.size, seed)
-    pick = np.random.default_rng(10_000 + seed)
-    holdout = {  # per class: real training-pool images standing in for the service's kept holdout
-        c: pool["x_train"][pick.choice(np.where(pool["y_train"] == c)[0], args.holdout, replace=False)]
-        for c in learner.classes
-    }
+    holdout = held_out(pool, args.size, seed, args.holdout)  # as the service's kept holdout: unseen
     index = {c: i for i, c in enumerate(learner.classes)}
     out = {"machine": describe(), "args": {k: str(v) for k, v in vars(args).items()}, "classes": []}
     earlier: list[str] = []

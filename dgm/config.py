@@ -108,8 +108,8 @@ class LearnerConfig:
             problems.append("lam, lam_gp, lam_aux, reuse_start and consolidate_mixup must be >= 0")
         if not 0 <= self.g_ema < 1:
             problems.append(f"g_ema must be in [0, 1), got {self.g_ema}")
-        if self.truncation < 0:
-            problems.append(f"truncation must be >= 0 (0: off), got {self.truncation}")
+        if not 0 <= self.truncation <= 10:  # NaN fails too; beyond 10 nothing is cut (P(|z| > 10) ~ 1e-23)
+            problems.append(f"truncation must be in 0..10 (0: off), got {self.truncation}")
         if not 0 <= self.claim_cap <= 1:
             problems.append(f"claim_cap must be in 0..1, got {self.claim_cap}")
         if problems:

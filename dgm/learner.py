@@ -137,8 +137,9 @@ class Learner:
         """Learn a task of new classes. On any error or cancellation the learner is left as it was.
 
         reference: real labelled images of classes the learner already knows (the service's kept
-        holdouts, say). A one-class task's fidelity judge then learns its class against them
-        (dgm/fidelity.py); without them a one-class task reports no fidelity. Multi-class tasks ignore it.
+        holdouts, say), checked like the task. A one-class task's fidelity judge then learns its class
+        against them (dgm/fidelity.py); without them a one-class task reports no fidelity. A
+        multi-class task's judge does not use them.
         """
         xt, labels, new = self.check_task(x, y)
         ref = self.check_reference(reference) if reference is not None else None

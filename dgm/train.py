@@ -53,9 +53,9 @@ def noise_like(n: int, nz: int, rng: torch.Generator, device: torch.device, trun
     by the inverse CDF of one uniform draw."""
     if not truncation:
         return torch.randn(n, nz, generator=rng, device=device)
-    edge = torch.special.ndtr(torch.tensor(truncation, dtype=torch.float64)).item()  # Phi(t)
+    lo, hi = torch.special.ndtr(torch.tensor([-truncation, truncation], dtype=torch.float64)).tolist()
     u = torch.rand(n, nz, generator=rng, device=device, dtype=torch.float64)
-    return torch.special.ndtri((1 - edge) + u * (2 * edge - 1)).float()
+    return torch.special.ndtri(lo + u * (hi - lo)).float()
 
 
 @torch.no_grad()

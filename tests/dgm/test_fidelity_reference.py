@@ -8,13 +8,14 @@ from dgm import DGMInputError, fidelity
 from tests.dgm.conftest import task_data, tiny_learner
 
 
-def judged(monkeypatch) -> list[tuple[int, int]]:
-    """Record (images, classes) of every judge dgm.fidelity trains."""
-    seen: list[tuple[int, int]] = []
+def judged(monkeypatch) -> list[torch.Tensor]:
+    """Record the local labels of every judge dgm.fidelity trains (its images are in the same order)."""
+    seen: list[torch.Tensor] = []
     oracle = fidelity.oracle
 
     def recording(cfg, x, y, rng, *args, **kwargs):
-        seen.append((len(x), int(y.max()) + 1))
+        assert len(x) == len(y)
+        seen.append(y.clone())
         return oracle(cfg, x, y, rng, *args, **kwargs)
 
     monkeypatch.setattr(fidelity, "oracle", recording)
@@ -27,7 +28,8 @@ def test_a_one_class_task_is_judged_against_the_reference(digits, monkeypatch):
     learner.learn_task(*task_data(digits, [0, 1]))
     x_ref, y_ref = task_data(digits, [0, 1], per_class=10)
     report = learner.learn_task(*task_data(digits, [2]), reference=(x_ref, y_ref))
-    assert seen[-1] == (40 + 20, 3)  # the task's 40 images of "2" and 10 of each known class
+    # the task's 40 images of "2" are the judge's class 0, the one scored; the known classes follow
+    assert (seen[-1][:40] == 0).all() and sorted(seen[-1][40:].tolist()) == [1] * 10 + [2] * 10
     assert 0.0 <= report.fidelity["2"] <= 1.0
     assert learner.fidelity()["2"] == report.fidelity["2"]
     assert report.fidelity["0"] is not None  # earlier classes keep what their own task measured

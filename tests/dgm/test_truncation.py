@@ -59,6 +59,12 @@ def test_truncation_changes_the_samples_and_0_keeps_them(digits):
     assert (plain.sample("0", n=8) == cut.sample("0", n=8)).all()
 
 
-def test_truncation_must_not_be_negative():
-    with pytest.raises(DGMInputError, match="truncation must be >= 0"):
-        LearnerConfig.preset("tiny", truncation=-1.0)
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), 11.0])
+def test_truncation_must_lie_in_0_to_10(bad):
+    with pytest.raises(DGMInputError, match="truncation must be in 0..10"):
+        LearnerConfig.preset("tiny", truncation=bad)
+
+
+def test_the_widest_truncation_stays_finite():
+    z = noise_like(2000, 64, torch.Generator().manual_seed(0), torch.device("cpu"), 10.0)
+    assert torch.isfinite(z).all() and z.abs().max() <= 10
