@@ -79,7 +79,7 @@ def task_fidelity(
     """Fidelity of each of the task's classes (global ids class_ids). y holds global ids for x: the
     task's classes, plus, for a one-class task, any known classes given as a reference, which the judge
     learns too but whose samples it does not score. A judge that would see one class scores None."""
-    others = sorted(set(y.tolist()) - set(class_ids))
+    others = sorted(set(torch.unique(y).tolist()) - set(class_ids))
     if len(class_ids) + len(others) < 2 or cfg.fidelity_epochs == 0:
         return [None] * len(class_ids)
     rng = torch.Generator(device=x.device).manual_seed(seed)

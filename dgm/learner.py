@@ -157,10 +157,11 @@ class Learner:
         x, y = reference
         xr = images.prepare(x, self.config.image_shape, self.device)
         labels = normalise_labels(y, len(xr))
-        unknown = sorted(set(labels) - set(self.classes))
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted(set(labels) - set(index))
         if unknown:
             raise DGMInputError(f"reference labels the learner has not learned: {unknown[:10]}")
-        return xr, [self.classes.index(c) for c in labels]
+        return xr, [index[c] for c in labels]
 
     def _learn(self, xt, labels, new, progress, should_stop, ref=None) -> TaskReport:
         started = time.perf_counter()
