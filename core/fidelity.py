@@ -2,8 +2,10 @@
 
 A version's fidelity maps every class it knows to the fraction of that class's generated samples that
 an independent classifier, trained on the class's task before its images were deleted, assigns to it
-(dgm/fidelity.py). None: not measured, because the task had one class (a one-class classifier says yes
-to anything) or the learner was created with `fidelity_epochs` 0. Core imports no torch, so the
+(dgm/fidelity.py). A one-class task's classifier learns its class against real held-out images of the
+classes learned before it (worker/train.py `fidelity_reference`), since one trained on a single class
+says yes to anything. None: not measured, because the task had one class and no earlier task kept a
+holdout, or the learner was created with `fidelity_epochs` 0. Core imports no torch, so the
 threshold is repeated here; tests/worker/test_fidelity.py holds it equal to dgm.fidelity.WARN_BELOW.
 """
 
@@ -46,5 +48,5 @@ def job_warnings(report: dict[str, Any]) -> list[str]:
 def describe(value: float | None, one_class_task: bool) -> str:
     """How the dashboard and the CLI write one class's fidelity."""
     if value is None:
-        return "n/a (one-class task)" if one_class_task else "n/a (not measured)"
+        return "n/a (one-class task, no earlier holdout)" if one_class_task else "n/a (not measured)"
     return f"{value:.3f}"

@@ -168,8 +168,10 @@ class VersionRead(ORMRead):
     fidelity: dict[str, float | None] | None = Field(
         default=None,
         description="every class the version knows -> memory fidelity: the fraction of its generated "
-        "samples that a classifier trained on its task's real images assigns to it. null for a class of "
-        "a one-class task (not measurable); null as a whole for versions published before it was kept",
+        "samples that a classifier trained on its task's real images assigns to it (for a one-class task: "
+        "trained against real held-out images of the classes learned before it). null for a class of a "
+        "one-class task that no earlier holdout could be judged against, or with fidelity off; null as a "
+        "whole for versions published before it was kept",
     )
     active: bool
     status: str = Field(

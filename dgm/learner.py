@@ -44,7 +44,8 @@ class TaskReport:
     free: dict[str, int]  # free weights/units after expansion
     losses: dict[str, float]
     # every known class -> fraction of its generated samples that an independent classifier, trained on
-    # its task's real images, assigns to it (dgm/fidelity.py); None for classes of one-class tasks
+    # its task's real images, assigns to it (dgm/fidelity.py); None for classes of one-class tasks learned
+    # without a reference
     fidelity: dict[str, float | None]
     low_fidelity: list[str]  # this task's classes whose fidelity is below fidelity.WARN_BELOW
 

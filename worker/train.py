@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -39,6 +41,11 @@ from worker.progress import JobReporter
 from worker.versions import discard_unpublished, verify_parent, version_row, write_version_files
 
 log = logging.getLogger(__name__)
+
+# A one-class task's fidelity judge learns its class against at most this many real held-out images of
+# each known class: the figure the benchmark measured the judge with (benchmarks.accuracy
+# --fidelity-reference 200), and it bounds the judge's time however large the holdouts are.
+REFERENCE_PER_CLASS = 200
 
 
 @dataclass
@@ -167,7 +174,10 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
         verify_parent(store, plan.parent)
         learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
     reporter.renew()  # loading the parent took time the lease must cover
-    report = learner.learn_task(x, labels, progress=reporter.progress, should_stop=reporter.should_stop)
+    reference = fidelity_reference(learner, store, plan.holdouts, labels)
+    report = learner.learn_task(
+        x, labels, progress=reporter.progress, should_stop=reporter.should_stop, reference=reference
+    )
     reporter.renew()  # evaluation and the file writes come next, with no progress writes
     accuracy = evaluate(learner, store, plan.holdouts)
     files = write_version_files(store, learner, plan, job_id)
@@ -181,6 +191,30 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
         log.warning("job %s: %s", job_id, warning)
     if not settings.keep_training_data:
         store.delete(plan.data_uri)
+
+
+def fidelity_reference(
+    learner: Any, store: ArtifactStore, holdouts: list[tuple[int, str]], labels: list[str]
+) -> tuple[np.ndarray, list[str]] | None:
+    """For a one-class task: real held-out images of the classes the learner knows (at most
+    REFERENCE_PER_CLASS each, in holdout order), against which its fidelity judge learns the new class
+    (dgm/fidelity.py). None for a multi-class task (its judge needs none) or when no holdout holds a
+    known class; the task's class then reports no fidelity."""
+    if len(set(labels)) != 1:
+        return None
+    known, taken = set(learner.classes), Counter[str]()
+    xs, ys = [], []
+    for _, uri in holdouts:
+        x, held = load_arrays(store.path(uri))
+        keep = []
+        for i, c in enumerate(held):
+            if c in known and taken[c] < REFERENCE_PER_CLASS:
+                taken[c] += 1
+                keep.append(i)
+        if keep:
+            xs.append(x[keep])
+            ys += [held[i] for i in keep]
+    return (np.concatenate(xs), ys) if ys else None
 
 
 def evaluate(

@@ -7,12 +7,19 @@ wrapper around the real `learn_task`; everything after it (publish, the API, the
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+import worker.train
+from core.datasets import load_arrays
+from core.db import session_scope
 from core.fidelity import WARN_BELOW, job_warnings
+from core.orm import Task
 from core.settings import Settings
+from core.storage import ArtifactStore
 from service.routes.dashboard import COOKIE
 from tests.service.support import ADMIN, TINY, Broker, auth, upload
 from worker.train import run_job
@@ -83,3 +90,40 @@ def test_fidelity_low_class_is_warned_on_the_job_stored_and_flagged(
     assert '<tr class="low" data-class="0">' in page and '<tr class="" data-class="1">' in page
     assert "0.420" in page and "below 0.8: 0" in page  # the value, and the versions table's flag
     assert "memory fidelity of class &#39;0&#39; is 0.42" in page  # the job's warning in the timeline
+
+
+def test_fidelity_one_class_task_is_judged_against_earlier_holdouts(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    from dgm import Learner
+
+    real, given = Learner.learn_task, []
+
+    def spy(self, x, y, *args, reference=None, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        given.append(reference)
+        return real(self, x, y, *args, reference=reference, **kwargs)
+
+    monkeypatch.setattr(Learner, "learn_task", spy)
+    monkeypatch.setattr(worker.train, "REFERENCE_PER_CLASS", 4)  # the holdouts keep 6 per class
+    assert client.post("/v1/learners", json={**TINY, "name": "solo"}, headers=auth()).status_code == 201
+    for classes, holdout in (([0, 1], 0.25), ([2], 0.25), ([3, 4], 0.25), ([5], 0.0)):
+        assert run_job(settings, Broker(), upload(client, "solo", classes, holdout)) == "succeeded"
+
+    with session_scope(settings) as s:
+        uris = s.scalars(select(Task.holdout_uri).order_by(Task.ordinal)).all()
+    store = ArtifactStore(settings.artifacts)
+    held = [load_arrays(store.path(u)) for u in uris[:3]]
+    assert uris[3] is None and [Counter(y) for _, y in held] == [{"0": 6, "1": 6}, {"2": 6}, {"3": 6, "4": 6}]
+
+    multi, second, multi2, fourth = given
+    assert multi is None and multi2 is None  # a multi-class task's judge needs no reference
+    for ref, classes in ((second, ["0", "1"]), (fourth, ["0", "1", "2", "3", "4"])):
+        x_ref, y_ref = ref
+        assert Counter(y_ref) == {c: 4 for c in classes}  # known classes only, capped; never the new one
+        for c in classes:  # the class's first 4 real held-out images, in holdout order
+            x_held, y_held = next(h for h in held if c in h[1])
+            want = x_held[[i for i, v in enumerate(y_held) if v == c][:4]]
+            assert (x_ref[[i for i, v in enumerate(y_ref) if v == c]] == want).all()
+
+    versions = client.get("/v1/learners/solo/versions", headers=auth()).json()
+    assert all(isinstance(versions[-1]["fidelity"][c], float) for c in ("2", "5"))  # both one-class tasks
