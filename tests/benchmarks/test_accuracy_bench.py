@@ -199,6 +199,17 @@ def test_seconds_target_comes_from_the_timing_of_todays_default(tmp_path):
     assert "seconds_1600_image_task dgmw 5x2 800/class" not in with_timing
     without = accuracy.evaluate_targets([row], [], None)  # no timing of today's default: the runs' own
     assert not without["seconds_1600_image_task dgmw 5x2 800/class"]["pass"]
+    # a timing from before an option existed matches: the option reads at its default, which trains as before
+    older = {k: v for k, v in today.items() if k not in ("truncation", "lam_aux")}
+    timing["tasks"][1]["config"] = older
+    path.write_text(json.dumps(timing))
+    assert accuracy.default_task_timing(settings, path) == found
+    timing["tasks"][1]["config"] = {**older, "lam_aux": 2.0}  # ... but not one that set it otherwise
+    path.write_text(json.dumps(timing))
+    assert accuracy.default_task_timing(settings, path) is None
+    timing["tasks"][1]["config"] = {**today, "removed_option": 1}  # an option today's config refuses
+    path.write_text(json.dumps(timing))
+    assert accuracy.default_task_timing(settings, path) is None
     timing["tasks"].pop()
     path.write_text(json.dumps(timing))
     assert accuracy.default_task_timing(settings, path) is None
