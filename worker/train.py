@@ -200,6 +200,8 @@ def fidelity_reference(
     REFERENCE_PER_CLASS each, in holdout order), against which its fidelity judge learns the new class
     (dgm/fidelity.py). None for a multi-class task (its judge needs none) or when no holdout holds a
     known class; the task's class then reports no fidelity."""
+    from dgm.images import to_unit_float
+
     if len(set(labels)) != 1:
         return None
     known, taken = set(learner.classes), Counter[str]()
@@ -211,8 +213,8 @@ def fidelity_reference(
             if c in known and taken[c] < REFERENCE_PER_CLASS:
                 taken[c] += 1
                 keep.append(i)
-        if keep:
-            xs.append(x[keep])
+        if keep:  # one upload may be uint8 and another float in [0, 1]: one scale before joining them
+            xs.append(to_unit_float(x[keep]))
             ys += [held[i] for i in keep]
     return (np.concatenate(xs), ys) if ys else None
 

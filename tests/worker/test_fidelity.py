@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from core.orm import Task
 from core.settings import Settings
 from core.storage import ArtifactStore
 from service.routes.dashboard import COOKIE
-from tests.service.support import ADMIN, TINY, Broker, auth, upload
+from tests.service.support import ADMIN, TINY, Broker, auth, digits, npz_bytes, upload
 from worker.train import run_job
 
 
@@ -107,7 +108,16 @@ def test_fidelity_one_class_task_is_judged_against_earlier_holdouts(
     monkeypatch.setattr(worker.train, "REFERENCE_PER_CLASS", 4)  # the holdouts keep 6 per class
     assert client.post("/v1/learners", json={**TINY, "name": "solo"}, headers=auth()).status_code == 201
     for classes, holdout in (([0, 1], 0.25), ([2], 0.25), ([3, 4], 0.25), ([5], 0.0)):
-        assert run_job(settings, Broker(), upload(client, "solo", classes, holdout)) == "succeeded"
+        if classes == [3, 4]:  # float pixels in [0, 1], where the other uploads are uint8
+            x, y = digits(classes)
+            r = client.post(
+                "/v1/learners/solo/tasks", files={"file": ("t.npz", npz_bytes(x=x / np.float32(255), y=y))},
+                data={"holdout": "0.25"}, headers=auth(),
+            )  # fmt: skip
+            job_id = r.json()["job"]["id"]
+        else:
+            job_id = upload(client, "solo", classes, holdout)
+        assert run_job(settings, Broker(), job_id) == "succeeded"
 
     with session_scope(settings) as s:
         uris = s.scalars(select(Task.holdout_uri).order_by(Task.ordinal)).all()
@@ -123,7 +133,8 @@ def test_fidelity_one_class_task_is_judged_against_earlier_holdouts(
         for c in classes:  # the class's first 4 real held-out images, in holdout order
             x_held, y_held = next(h for h in held if c in h[1])
             want = x_held[[i for i, v in enumerate(y_held) if v == c][:4]]
-            assert (x_ref[[i for i, v in enumerate(y_ref) if v == c]] == want).all()
+            want = want / np.float32(255) if want.dtype == np.uint8 else want  # all on one scale, [0, 1]
+            assert np.allclose(x_ref[[i for i, v in enumerate(y_ref) if v == c]], want)
 
     versions = client.get("/v1/learners/solo/versions", headers=auth()).json()
     assert all(isinstance(versions[-1]["fidelity"][c], float) for c in ("2", "5"))  # both one-class tasks
