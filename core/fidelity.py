@@ -4,8 +4,11 @@ A version's fidelity maps every class it knows to the fraction of that class's g
 an independent classifier, trained on the class's task before its images were deleted, assigns to it
 (dgm/fidelity.py). A one-class task's classifier learns its class against real held-out images of the
 classes learned before it (worker/train.py `fidelity_reference`), since one trained on a single class
-says yes to anything. None: not measured, because the task had one class and no earlier task kept a
-holdout, or the learner was created with `fidelity_epochs` 0. Core imports no torch, so the
+says yes to anything, and its value is relative to how much of the class's real images it recognises.
+None: not measured: a one-class task without a known class in the earlier holdouts, with fewer images
+than the learner's `fidelity_min_images`, or whose classifier could not tell real images of its class
+from the known ones; a version published before one-class tasks were measured; or a learner created
+with `fidelity_epochs` 0. Core imports no torch, so the
 threshold is repeated here; tests/worker/test_fidelity.py holds it equal to dgm.fidelity.WARN_BELOW.
 """
 
@@ -48,5 +51,5 @@ def job_warnings(report: dict[str, Any]) -> list[str]:
 def describe(value: float | None, one_class_task: bool) -> str:
     """How the dashboard and the CLI write one class's fidelity."""
     if value is None:
-        return "n/a (one-class task, no earlier holdout)" if one_class_task else "n/a (not measured)"
+        return "n/a (one-class task: not measured)" if one_class_task else "n/a (not measured)"
     return f"{value:.3f}"

@@ -9,8 +9,8 @@ The gate compares the new version with the ACTIVE one:
 - memory fidelity: every class the new version knows must keep at least `min_fidelity`; a lower value
   is a reason {"class": name, "fidelity": value}, unless the active version already had the class at
   that value or lower (old classes' generators never change, so an old low class would otherwise block
-  every later version forever). None (a one-class task with no earlier holdout, or fidelity off) is not
-  gated, and said so.
+  every later version forever). None (not measured: a one-class task without earlier holdouts or enough
+  images, or fidelity off; see core/fidelity.py) is not gated, and said so.
 The policy then chooses: `gate` activates only without reasons, `always` activates whatever the
 reasons (they are still reported), `never` activates nothing (the version waits for an admin).
 With nothing active (the learner's first version) there is nothing to compare: `gate` activates.
@@ -90,8 +90,8 @@ def fidelity_check(
             reasons.append({"class": name, "fidelity": f})
     if unmeasured:
         notes.append(
-            f"classes {unmeasured}: memory fidelity not measured (a one-class task with no earlier holdout, "
-            "or fidelity off); not gated on fidelity"
+            f"classes {unmeasured}: memory fidelity not measured (a one-class task without earlier "
+            "holdouts or enough images, or fidelity off); not gated on fidelity"
         )
     return reasons, notes, measured
 

@@ -169,9 +169,10 @@ class VersionRead(ORMRead):
         default=None,
         description="every class the version knows -> memory fidelity: the fraction of its generated "
         "samples that a classifier trained on its task's real images assigns to it (for a one-class task: "
-        "trained against real held-out images of the classes learned before it). null for a class of a "
-        "one-class task that no earlier holdout could be judged against, or with fidelity off; null as a "
-        "whole for versions published before it was kept",
+        "trained against real held-out images of the classes learned before it, and relative to its rate "
+        "on real images of the class). null for a class not measured (a one-class task without earlier "
+        "holdouts or fidelity_min_images images, or fidelity off); null as a whole for versions "
+        "published before it was kept",
     )
     active: bool
     status: str = Field(

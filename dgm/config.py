@@ -75,6 +75,9 @@ class LearnerConfig:
     consolidate_real: bool = False  # add the task's real images to consolidation (teaches real vs fake)
     fidelity_epochs: int = 3  # the independent per-task classifier that scores the memory (0: off)
     fidelity_steps: int = 300  # ... and its floor on optimizer steps (a small task is a few batches)
+    # a one-class task's fidelity needs this many images of its class: a fifth of them measure its judge
+    # on real images (dgm/fidelity.py one_class_fidelity); fewer give too noisy a measure (None)
+    fidelity_min_images: int = 200
     replay_per_class: int = 2000  # cap on replayed samples per old class (paper: the task's size)
     min_samples_per_class: int = 8
     grad_clip_g: float = 1e4
@@ -98,6 +101,8 @@ class LearnerConfig:
         for name in (*positive, "consolidate_per_class", "consolidate_epochs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        if self.fidelity_min_images < 5:  # a fifth of them, at least one image, measures the judge
+            problems.append(f"fidelity_min_images must be >= 5, got {self.fidelity_min_images}")
         for name in ("steps", "fidelity_epochs", "fidelity_steps", "classifier_ndf", "classify_chunks"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")

@@ -3,16 +3,29 @@
 Before a task's images are deleted, a small classifier that shares nothing with the learner is trained
 on them; it then labels the generator's samples of each of the task's classes. Fidelity of a class is
 the fraction of its samples labelled as that class. A head that draws another class of its task (the
-swap seen in issue 9), or draws nothing recognisable, scores low. A one-class task has nothing to
-confuse its head with, so its fidelity is not measured (None): a one-class oracle says yes to anything.
-Given real images of classes the learner already knows (`Learner.learn_task(reference=...)`), a
-one-class task's judge learns its class against them instead (benchmarks/probe_one_class_judge.py:
-under such judges, earlier heads' samples were called the new class about as often as earlier real
-images; the samples behave as real images do).
+swap seen in issue 9), or draws nothing recognisable, scores low.
 Old classes' generators are bit-identical after later tasks, so a class's fidelity never changes.
 
-The judge sees only two or three classes, so it can separate them by something as crude as how much
-of the frame is bright, and generated images do not share such statistics exactly. Trained on clean
+A one-class task has nothing to confuse its head with: a one-class judge says yes to anything, so
+without more its fidelity is not measured (None). Given real images of classes the learner already
+knows (`Learner.learn_task(reference=...)`, the service's holdouts), its judge learns the class against
+them (`one_class_fidelity`): real images on both sides, so real-versus-generated cannot stand in for
+class-versus-class. Such a judge is only as sure as the class is distinct: trained on 800 shirts against
+200 images of each of six earlier classes it recognised 0.81-0.82 of real test shirts, and with fewer
+shirts far less (0.39-0.42 at 200 against 200 each; benchmarks/probe_reference_ratio.py). So
+- it sees about REFERENCE_RATIO images of its class for each image of any known class (the ratio it
+  was first measured at; 200 shirts then make 0.74-0.77 of real shirts recognised, not 0.4);
+- a fifth of the task's images are kept from it and measure it on real images of the class; the
+  fidelity is the samples' rate over that real rate (capped at 1): 1 means the memory is recognised as
+  often as real images are. A head that draws known classes scores about as low as their real images
+  are called the new class (0.16-0.26, averaged over the six known classes, for shirt's judges: about
+  0.2-0.35 relative);
+- with fewer than `fidelity_min_images` images of the class (the fifth would be too few to measure the
+  judge), or a judge that recognises less than MIN_REAL of them, the class is not measured (None).
+
+A multi-class task's judge sees only two or three classes, so it can separate them by something as
+crude as how much of the frame is bright, and generated images do not share such statistics exactly.
+Trained on clean
 images at a constant lr (the recipe until 2026-12-06), 2 of 20 fresh judges of one learner's
 coat/sandal task scored its sandal head 0.51-0.65, where an oracle trained on all ten classes gave
 0.998, and the worst judge was right on only 0.78 of the real held-out coats and sandals: the job
@@ -34,6 +47,9 @@ from dgm.networks import Discriminator, Generator
 from dgm.train import generate
 
 SAMPLES = 400  # generated images scored per class
+REFERENCE_RATIO = 4  # a one-class judge sees >= this many images of its class per image of a known class
+CALIBRATION = 5  # ... and 1 in CALIBRATION of its class's images is kept to measure it on real images
+MIN_REAL = 0.5  # a one-class judge that recognises less of those is no judge of the class (None)
 WARN_BELOW = 0.8  # the job names any class whose fidelity is lower
 NOISE = 0.3  # sd of the Gaussian noise on the judge's training images (images lie in [-1, 1])
 
@@ -76,14 +92,55 @@ def score(
 def task_fidelity(
     cfg: LearnerConfig, gen: Generator, x: torch.Tensor, y: torch.Tensor, class_ids: list[int], seed: int
 ) -> list[float | None]:
-    """Fidelity of each of the task's classes (global ids class_ids). y holds global ids for x: the
-    task's classes, plus, for a one-class task, any known classes given as a reference, which the judge
-    learns too but whose samples it does not score. A judge that would see one class scores None."""
-    others = sorted(set(torch.unique(y).tolist()) - set(class_ids))
-    if len(class_ids) + len(others) < 2 or cfg.fidelity_epochs == 0:
+    """Fidelity of each of a multi-class task's classes (global ids class_ids; y holds them for x). A
+    judge that would see one class scores None (see `one_class_fidelity`)."""
+    if len(class_ids) < 2 or cfg.fidelity_epochs == 0:
         return [None] * len(class_ids)
     rng = torch.Generator(device=x.device).manual_seed(seed)
-    local = torch.as_tensor([*class_ids, *others], device=y.device)
+    local = torch.as_tensor(class_ids, device=y.device)
     y_local = (y[:, None] == local[None]).float().argmax(1)
     judge = oracle(cfg, x, y_local, rng)
     return [*score(judge, gen, class_ids, rng, cfg.truncation)]  # as list[float | None]
+
+
+def one_class_fidelity(
+    cfg: LearnerConfig,
+    gen: Generator,
+    x: torch.Tensor,
+    class_id: int,
+    x_ref: torch.Tensor,
+    y_ref: list[int],
+    seed: int,
+) -> tuple[float | None, float | None]:
+    """(fidelity, real rate) of a one-class task's class (global id class_id, its real images x), judged
+    against real images x_ref of known classes (global ids y_ref): see the module's docstring. Fidelity
+    None when it cannot be measured; real rate None when no judge was trained."""
+    if cfg.fidelity_epochs == 0 or len(x) < cfg.fidelity_min_images or not len(y_ref):
+        return None, None
+    rng = torch.Generator(device=x.device).manual_seed(seed)
+    judge, real = one_class_judge(cfg, x, x_ref, y_ref, rng)
+    if real < MIN_REAL or real == 0:
+        return None, real
+    (samples,) = score(judge, gen, [class_id], rng, cfg.truncation)
+    return min(1.0, samples / real), real
+
+
+def one_class_judge(
+    cfg: LearnerConfig, x: torch.Tensor, x_ref: torch.Tensor, y_ref: list[int], rng: torch.Generator
+) -> tuple[Discriminator, float]:
+    """A one-class task's judge (its class is output 0; known classes follow in id order) and the
+    fraction of the class's real images kept from it (1 in CALIBRATION) that it recognises."""
+    n_cal = max(1, len(x) // CALIBRATION)
+    order = torch.randperm(len(x), generator=rng, device=x.device)
+    x_cal, x_fit = x[order[:n_cal]], x[order[n_cal:]]
+    per_known = math.ceil(len(x_fit) / REFERENCE_RATIO)
+    ref_y = torch.as_tensor(y_ref, device=x.device)
+    xs, ys = [x_fit], [torch.zeros(len(x_fit), dtype=torch.long, device=x.device)]
+    for i, c in enumerate(sorted(set(y_ref)), start=1):  # the first per_known of each, in the given order
+        pick = torch.nonzero(ref_y == c).flatten()[:per_known]
+        xs.append(x_ref[pick])
+        ys.append(torch.full((len(pick),), i, dtype=torch.long, device=x.device))
+    judge = oracle(cfg, torch.cat(xs), torch.cat(ys), rng)
+    with torch.no_grad():
+        real = float((judge.logits(x_cal).argmax(1) == 0).float().mean())
+    return judge, real

@@ -139,8 +139,9 @@ class Learner:
 
         reference: real labelled images of classes the learner already knows (the service's kept
         holdouts, say), checked like the task. A one-class task's fidelity judge then learns its class
-        against them (dgm/fidelity.py); without them a one-class task reports no fidelity. A
-        multi-class task's judge does not use them.
+        against them (dgm/fidelity.py one_class_fidelity: the fidelity is relative to the judge's rate
+        on real images of the class, and needs `fidelity_min_images` of them); without them a one-class
+        task reports no fidelity. A multi-class task's judge does not use them.
         """
         xt, labels, new = self.check_task(x, y)
         ref = self.check_reference(reference) if reference is not None else None
@@ -195,8 +196,9 @@ class Learner:
             self.classifier = consolidate(cfg, self.generator, len(self.classes), rng, real)
         new_ids = [index[c] for c in new]
         if ref is not None and len(new_ids) == 1:  # the judge learns the class against known ones
-            xt, yt = torch.cat([xt, ref[0]]), torch.cat([yt, torch.tensor(ref[1], device=self.device)])
-        scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, seed)
+            scores = [fidelity.one_class_fidelity(cfg, self.generator, xt, new_ids[0], *ref, seed)[0]]
+        else:
+            scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, seed)
         report = self._report(task, new, len(labels), time.perf_counter() - started, grown, losses, scores)
         self.history.append(report.as_dict())
         return report

@@ -31,7 +31,7 @@ from core.datasets import load_arrays
 from core.db import session_scope
 from core.errors import Gone, UnknownJob, UnknownLearner
 from core.fidelity import job_warnings
-from core.lifecycle import JobState, LeaseLost
+from core.lifecycle import JobState, LeaseLost, TaskState
 from core.logs import log_context
 from core.orm import Evaluation, Job, LearnedClass, Learner, ModelVersion, Task, utcnow
 from core.settings import Settings
@@ -58,6 +58,7 @@ class Plan:
     data_uri: str
     parent: dict[str, Any] | None  # the active version: id, number, checkpoint uri and sha256
     holdouts: list[tuple[int, str]]  # (task id, holdout uri) of every task with a holdout
+    references: list[str]  # holdout uris of the learn tasks that trained, newest first (fidelity_reference)
 
 
 def run_job(settings: Settings, app: Celery, job_id: int) -> str:
@@ -136,6 +137,18 @@ def read_plan(s: Session, job_id: int) -> Plan:
     holdouts = s.execute(
         select(Task.id, Task.holdout_uri).where(Task.learner_id == learner.id, Task.holdout_uri.is_not(None))
     ).all()
+    # a class uploaded again (after a rollback, or a cancelled upload) has two holdouts: the newest task
+    # that taught it is the one its version learned from, and tasks that did not train taught nothing
+    references = s.scalars(
+        select(Task.holdout_uri)
+        .where(
+            Task.learner_id == learner.id,
+            Task.holdout_uri.is_not(None),
+            Task.state == TaskState.TRAINED,
+            Task.kind == "learn",
+        )
+        .order_by(Task.ordinal.desc())
+    ).all()
     return Plan(
         learner_id=learner.id,
         task_id=task.id,
@@ -150,6 +163,7 @@ def read_plan(s: Session, job_id: int) -> Plan:
             "sha256": parent.checkpoint_sha256,
         },
         holdouts=[(tid, uri) for tid, uri in holdouts],
+        references=list(references),
     )
 
 
@@ -174,7 +188,7 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
         verify_parent(store, plan.parent)
         learner = DGMLearner.load(store.path(plan.parent["uri"]), device=settings.device)
     reporter.renew()  # loading the parent took time the lease must cover
-    reference = fidelity_reference(learner, store, plan.holdouts, labels)
+    reference = fidelity_reference(learner, store, plan.references, labels)
     report = learner.learn_task(
         x, labels, progress=reporter.progress, should_stop=reporter.should_stop, reference=reference
     )
@@ -194,19 +208,20 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
 
 
 def fidelity_reference(
-    learner: Any, store: ArtifactStore, holdouts: list[tuple[int, str]], labels: list[str]
+    learner: Any, store: ArtifactStore, holdouts: list[str], labels: list[str]
 ) -> tuple[np.ndarray, list[str]] | None:
     """For a one-class task: real held-out images of the classes the learner knows (at most
-    REFERENCE_PER_CLASS each, in holdout order), against which its fidelity judge learns the new class
-    (dgm/fidelity.py). None for a multi-class task (its judge needs none) or when no holdout holds a
-    known class; the task's class then reports no fidelity."""
+    REFERENCE_PER_CLASS each, from the holdouts in the order given, each in its own order), against
+    which its fidelity judge learns the new class (dgm/fidelity.py one_class_fidelity). None for a
+    multi-class task (its judge needs none) or when no holdout holds a known class; the task's class
+    then reports no fidelity."""
     from dgm.images import to_unit_float
 
     if len(set(labels)) != 1:
         return None
     known, taken = set(learner.classes), Counter[str]()
     xs, ys = [], []
-    for _, uri in holdouts:
+    for uri in holdouts:
         x, held = load_arrays(store.path(uri))
         keep = []
         for i, c in enumerate(held):

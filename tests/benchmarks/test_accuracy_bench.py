@@ -219,7 +219,8 @@ def test_seconds_target_comes_from_the_timing_of_todays_default(tmp_path):
 def test_fidelity_reference_gives_one_class_tasks_a_learner_fidelity(tmp_path):
     out = tmp_path / "ref.json"
     common = ["--quick", "--protocols", "10x1", "--methods", "dgmw", "--max-tasks", "3", "--no-step-timing"]
-    common += ["--set", "fidelity_epochs=1", "fidelity_steps=20"]  # --quick turns the judge off
+    # --quick turns the judge off; its tasks hold too few images for the default fidelity_min_images
+    common += ["--set", "fidelity_epochs=1", "fidelity_steps=100", "fidelity_min_images=10"]
     accuracy.main([*common, "--fidelity-reference", "10", "--out", str(out)])
     run = json.loads(out.read_text())["runs"][0]
     first, *later = [c for task in run["tasks"] for c in task]

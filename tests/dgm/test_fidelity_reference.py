@@ -1,10 +1,13 @@
-"""A one-class task's fidelity judge learns its class against real images of known classes (reference)."""
+"""A one-class task's fidelity judge learns its class against real images of known classes (reference),
+and its fidelity is relative to its rate on real images of the class that it did not learn from."""
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from dgm import DGMInputError, fidelity
+from dgm import DGMInputError, fidelity, images
 from tests.dgm.conftest import task_data, tiny_learner
 
 
@@ -23,16 +26,38 @@ def judged(monkeypatch) -> list[torch.Tensor]:
 
 
 def test_a_one_class_task_is_judged_against_the_reference(digits, monkeypatch):
-    seen = judged(monkeypatch)
-    learner = tiny_learner()
+    seen, rates = judged(monkeypatch), []
+    score = fidelity.score
+    monkeypatch.setattr(fidelity, "score", lambda *a, **k: rates.append(score(*a, **k)) or rates[-1])
+    learner = tiny_learner(fidelity_min_images=20)
     learner.learn_task(*task_data(digits, [0, 1]))
-    x_ref, y_ref = task_data(digits, [0, 1], per_class=10)
-    report = learner.learn_task(*task_data(digits, [2]), reference=(x_ref, y_ref))
-    # the task's 40 images of "2" are the judge's class 0, the one scored; the known classes follow
-    assert (seen[-1][:40] == 0).all() and sorted(seen[-1][40:].tolist()) == [1] * 10 + [2] * 10
-    assert 0.0 <= report.fidelity["2"] <= 1.0
+    x_ref, y_ref = task_data(digits, [0, 1], per_class=20)
+    x, y = task_data(digits, [2])
+    report = learner.learn_task(x, y, reference=(x_ref, y_ref))
+    # 32 of the task's 40 images of "2" are the judge's class 0, the one scored (8 measure the judge on
+    # real images); each known class brings 32 / 4 = 8 images, the first it was given
+    assert (seen[-1][:32] == 0).all() and seen[-1][32:].tolist() == [1] * 8 + [2] * 8
+    xt, ref = images.prepare(x, learner.config.image_shape, "cpu"), learner.check_reference((x_ref, y_ref))
+    cfg, gen = learner.config, learner.generator
+    f, real = fidelity.one_class_fidelity(cfg, gen, xt, 2, *ref, learner.task_seed(1))
+    # the same judge again: the report's value is the samples' rate over the real one
+    assert real is not None and real >= fidelity.MIN_REAL
+    assert report.fidelity["2"] == f == pytest.approx(min(1.0, rates[-1][0] / real))
     assert learner.fidelity()["2"] == report.fidelity["2"]
     assert report.fidelity["0"] is not None  # earlier classes keep what their own task measured
+
+
+def test_a_one_class_task_too_small_or_a_judge_too_unsure_is_not_measured(digits, monkeypatch):
+    seen = judged(monkeypatch)
+    learner = tiny_learner(fidelity_min_images=41)
+    learner.learn_task(*task_data(digits, [0, 1]))
+    ref = task_data(digits, [0, 1], per_class=20)
+    report = learner.learn_task(*task_data(digits, [2]), reference=ref)  # 40 images of "2" < 41
+    assert report.fidelity["2"] is None and len(seen) == 1  # no judge was trained for it
+    monkeypatch.setattr(fidelity, "MIN_REAL", 1.01)  # no judge is that sure
+    learner.config = dataclasses.replace(learner.config, fidelity_min_images=20)
+    report = learner.learn_task(*task_data(digits, [3]), reference=ref)
+    assert report.fidelity["3"] is None and len(seen) == 2
 
 
 def test_without_a_reference_a_one_class_task_has_no_fidelity(digits, monkeypatch):

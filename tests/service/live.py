@@ -42,13 +42,23 @@ def live_server(settings: Settings) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def train_learner(client: Any, name: str, tasks: list[list[int]], holdout: float = 0.25) -> list[dict]:
-    """Create a TINY learner and train one task per class list, in order; returns the finished jobs."""
-    r = client.post("/v1/learners", json={**TINY, "name": name}, headers=auth())
+def train_learner(
+    client: Any,
+    name: str,
+    tasks: list[list[int]],
+    holdout: float = 0.25,
+    hyperparameters: dict | None = None,
+    per_class: int = 24,
+) -> list[dict]:
+    """Create a TINY learner (hyper-parameters over TINY's) and train one task per class list, in order,
+    on per_class digits of each class; returns the finished jobs."""
+    config = {**TINY, "name": name}
+    config["hyperparameters"] = {**config["hyperparameters"], **(hyperparameters or {})}
+    r = client.post("/v1/learners", json=config, headers=auth())
     assert r.status_code == 201, r.text
     jobs = []
     for classes in tasks:
-        x, y = digits(classes)
+        x, y = digits(classes, per_class)
         r = client.post(
             f"/v1/learners/{name}/tasks",
             files={"file": ("t.npz", npz_bytes(x=x, y=y))},

@@ -105,34 +105,39 @@ def test_fidelity_one_class_task_is_judged_against_earlier_holdouts(
         return real(self, x, y, *args, reference=reference, **kwargs)
 
     monkeypatch.setattr(Learner, "learn_task", spy)
-    monkeypatch.setattr(worker.train, "REFERENCE_PER_CLASS", 4)  # the holdouts keep 6 per class
-    assert client.post("/v1/learners", json={**TINY, "name": "solo"}, headers=auth()).status_code == 201
-    for classes, holdout in (([0, 1], 0.25), ([2], 0.25), ([3, 4], 0.25), ([5], 0.0)):
-        if classes == [3, 4]:  # float pixels in [0, 1], where the other uploads are uint8
-            x, y = digits(classes)
-            r = client.post(
-                "/v1/learners/solo/tasks", files={"file": ("t.npz", npz_bytes(x=x / np.float32(255), y=y))},
-                data={"holdout": "0.25"}, headers=auth(),
-            )  # fmt: skip
-            job_id = r.json()["job"]["id"]
-        else:
-            job_id = upload(client, "solo", classes, holdout)
-        assert run_job(settings, Broker(), job_id) == "succeeded"
+    monkeypatch.setattr(worker.train, "REFERENCE_PER_CLASS", 20)  # the holdouts keep 25 per class
+    # 75 training images of a one-class task: 15 measure its judge on real images, 60 train it, and each
+    # known class brings 60 / 4 = 15 of the 20 reference images the worker passes
+    config = {**TINY, "name": "solo", "hyperparameters": {"epochs": 1, "fidelity_min_images": 50}}
+    assert client.post("/v1/learners", json=config, headers=auth()).status_code == 201
+    for classes, holdout, unit in (([0, 1], 0.25, 1), ([2], 0.25, 1), ([3, 4], 0.25, 255), ([5], 0.0, 1)):
+        x, y = digits(classes, per_class=100)  # uint8; [3, 4] as float pixels in [0, 1]
+        file = npz_bytes(x=x / np.float32(unit) if unit > 1 else x, y=y)
+        r = client.post(
+            "/v1/learners/solo/tasks", files={"file": ("t.npz", file)},
+            data={"holdout": str(holdout)}, headers=auth(),
+        )  # fmt: skip
+        assert r.status_code == 202, r.text
+        assert run_job(settings, Broker(), r.json()["job"]["id"]) == "succeeded"
 
     with session_scope(settings) as s:
         uris = s.scalars(select(Task.holdout_uri).order_by(Task.ordinal)).all()
     store = ArtifactStore(settings.artifacts)
     held = [load_arrays(store.path(u)) for u in uris[:3]]
-    assert uris[3] is None and [Counter(y) for _, y in held] == [{"0": 6, "1": 6}, {"2": 6}, {"3": 6, "4": 6}]
+    assert uris[3] is None and [Counter(y) for _, y in held] == [
+        {"0": 25, "1": 25},
+        {"2": 25},
+        {"3": 25, "4": 25},
+    ]
 
     multi, second, multi2, fourth = given
     assert multi is None and multi2 is None  # a multi-class task's judge needs no reference
     for ref, classes in ((second, ["0", "1"]), (fourth, ["0", "1", "2", "3", "4"])):
         x_ref, y_ref = ref
-        assert Counter(y_ref) == {c: 4 for c in classes}  # known classes only, capped; never the new one
-        for c in classes:  # the class's first 4 real held-out images, in holdout order
+        assert Counter(y_ref) == {c: 20 for c in classes}  # known classes only, capped; never the new one
+        for c in classes:  # the class's first 20 real held-out images, in holdout order
             x_held, y_held = next(h for h in held if c in h[1])
-            want = x_held[[i for i, v in enumerate(y_held) if v == c][:4]]
+            want = x_held[[i for i, v in enumerate(y_held) if v == c][:20]]
             want = want / np.float32(255) if want.dtype == np.uint8 else want  # all on one scale, [0, 1]
             assert np.allclose(x_ref[[i for i, v in enumerate(y_ref) if v == c]], want)
 

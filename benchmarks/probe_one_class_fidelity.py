@@ -1,0 +1,97 @@
+"""Re-judge every one-class task of a saved learner with today's one-class fidelity (dgm/fidelity.py).
+
+For a checkpoint from `benchmarks.accuracy --checkpoints` (a 10x1 run), each one-class task after the
+first is judged as `Learner.learn_task(reference=...)` judges it today: the run's training images of the
+class, against `--reference` left-out real images of each class learned before it (what
+`benchmarks.accuracy --fidelity-reference` passes, the service's holdouts), seeded by the task's seed.
+(A judge's initial weights come from torch's global generator, which training has advanced by then in
+a run, so this is a fresh draw of the same recipe, not the run's own judge.)
+Old classes' generators are frozen, so the last version's generator draws each class as the version
+that learned it did. Per class it reports:
+- `fidelity`: what a version would store (samples' rate over the judge's rate on the kept fifth of the
+  class's real images, capped at 1), and `real`: that rate;
+- `real_test`: the judge's rate on the class's real test images (a second look at `real`);
+- `earlier_heads`: per earlier class, the share of its generator samples the judge calls the new class
+  (a head that drew that class would score this: a judge must keep it well below 0.8 to catch it),
+  with `earlier_heads_relative_max`, the largest over the real rate (as the stored fidelity reads);
+- `stored`: the fidelity the run stored (the judge of the run's code).
+
+    python -m benchmarks.probe_one_class_fidelity CKPT --size 800 --out probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.accuracy import held_out, load_pool, subsample
+from benchmarks.machine import describe
+from dgm import Learner, images
+from dgm.data import FASHION_MNIST_DIR, select
+from dgm.fidelity import SAMPLES, one_class_fidelity, one_class_judge
+from dgm.train import generate
+
+
+@torch.no_grad()
+def called_new(judge: torch.nn.Module, x: torch.Tensor) -> float:
+    """The share of images x that a one-class judge calls its class (output 0)."""
+    return float((judge.logits(x).argmax(1) == 0).float().mean())
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.probe_one_class_fidelity", description=__doc__)
+    p.add_argument("checkpoint")
+    p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
+    p.add_argument("--size", type=int, required=True, help="training images per class of the run")
+    p.add_argument("--reference", type=int, default=200, help="real images per earlier class")
+    p.add_argument("--out", required=True, type=Path)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    cpu = torch.device("cpu")
+    learner = Learner.load(args.checkpoint, device="cpu")
+    cfg, gen, seed = learner.config, learner.generator, learner.seed
+    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
+    x_train, y_train = subsample(pool, args.size, seed)
+    holdout = held_out(pool, args.size, seed, args.reference)
+    index = {c: i for i, c in enumerate(learner.classes)}
+    out = {"machine": describe(), "args": {k: str(v) for k, v in vars(args).items()}, "classes": []}
+    earlier: list[str] = []
+    for t, report in enumerate(learner.history):
+        if len(report["classes"]) != 1 or not earlier:
+            earlier += report["classes"]
+            continue
+        (c,) = report["classes"]
+        x, _ = select(x_train, y_train, [c])
+        ref = (np.concatenate([holdout[e] for e in earlier]), [e for e in earlier for _ in holdout[e]])
+        xt = images.prepare(x, cfg.image_shape, cpu)
+        x_ref, y_ref = learner.check_reference(ref)
+        torch.manual_seed(learner.task_seed(t))  # the judge's initial weights
+        fid, real = one_class_fidelity(cfg, gen, xt, index[c], x_ref, y_ref, learner.task_seed(t))
+        torch.manual_seed(learner.task_seed(t))
+        rng = torch.Generator().manual_seed(learner.task_seed(t))
+        judge, again = one_class_judge(cfg, xt, x_ref, y_ref, rng)  # the same judge, rebuilt
+        assert again == real
+        x_test, _ = select(pool["x_test"], pool["y_test"], [c])
+        real_test = called_new(judge, images.prepare(x_test, cfg.image_shape, cpu))
+        heads = {e: round(called_new(judge, generate(gen, [index[e]], SAMPLES, rng)), 3) for e in earlier}
+        row = {
+            "class": c, "task": t, "images": len(x), "fidelity": fid, "real": real,
+            "real_test": round(real_test, 3), "stored": (report.get("fidelity") or {}).get(c),
+            "earlier_heads": heads,
+        }  # fmt: skip
+        row["earlier_heads_relative_max"] = round(max(heads.values()) / real, 3) if real else None
+        print(json.dumps(row), flush=True)
+        out["classes"].append(row)
+        earlier.append(c)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
