@@ -143,3 +143,21 @@ def test_fidelity_one_class_task_is_judged_against_earlier_holdouts(
 
     versions = client.get("/v1/learners/solo/versions", headers=auth()).json()
     assert all(isinstance(versions[-1]["fidelity"][c], float) for c in ("2", "5"))  # both one-class tasks
+
+
+def test_fidelity_small_one_class_task_is_not_measured_so_the_default_gate_does_not_hold_it(
+    client: TestClient, settings: Settings
+):
+    """24 images of a class (18 after the holdout) are too few to measure a one-class judge on real
+    images (fidelity_min_images 200): its judge would call little of anything its class, and the
+    default gate would hold a perfect memory."""
+    config = {**TINY, "name": "small", "auto_activate": "gate"}
+    assert client.post("/v1/learners", json=config, headers=auth()).status_code == 201
+    for classes in ([0, 1], [2]):
+        assert run_job(settings, Broker(), upload(client, "small", classes)) == "succeeded"
+    v2 = client.get("/v1/learners/small/versions", headers=auth()).json()[-1]
+    assert v2["fidelity"]["2"] is None
+    job = client.get("/v1/learners/small/history", headers=auth()).json()["jobs"][-1]
+    gate = job["result"]["gate"]  # a tiny learner may lose task 1's accuracy: only fidelity is asserted
+    assert not [r for r in gate["reasons"] if r.get("class") == "2"]
+    assert "classes ['2']: memory fidelity not measured" in gate["note"]
