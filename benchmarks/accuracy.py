@@ -633,7 +633,8 @@ def evaluate_targets(
                     True,
                     "the service's own memory fidelity (what a version stores: a classifier trained on the "
                     "task's real images labels 400 samples of each of its classes), worst class on the worst "
-                    "seed; one-class tasks have none",
+                    "seed; one-class tasks have none without --fidelity-reference (with it, relative to "
+                    "the judge's rate on real images of the class)",
                 )
             if row["tasks"] >= 10:
                 out[f"generator_growth {method} {where}"] = _target(
