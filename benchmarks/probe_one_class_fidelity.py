@@ -15,6 +15,9 @@ that learned it did. Per class it reports:
   (a head that drew that class would score this: a judge must keep it well below 0.8 to catch it),
   with `earlier_heads_relative_max`, the largest over the real rate (as the stored fidelity reads);
 - `stored`: the fidelity the run stored (the judge of the run's code).
+`--judges N` trains N judges per class (the spread of the measure, so how often the gate at 0.8 would
+hold a class by chance); `--task-images N` gives each judge only the first N of the class's images
+(a smaller upload's judge; the generator is the run's).
 
     python -m benchmarks.probe_one_class_fidelity CKPT --size 800 --out probe.json
 """
@@ -49,6 +52,8 @@ def main(argv=None) -> dict:
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
     p.add_argument("--size", type=int, required=True, help="training images per class of the run")
     p.add_argument("--reference", type=int, default=200, help="real images per earlier class")
+    p.add_argument("--judges", type=int, default=1, help="judges per class (fresh draws after the first)")
+    p.add_argument("--task-images", type=int, default=0, help="judge on the first N of the class's images")
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -66,27 +71,29 @@ def main(argv=None) -> dict:
             earlier += report["classes"]
             continue
         (c,) = report["classes"]
-        x, _ = select(x_train, y_train, [c])
+        x = select(x_train, y_train, [c])[0][: args.task_images or None]
+        x_test = images.prepare(select(pool["x_test"], pool["y_test"], [c])[0], cfg.image_shape, cpu)
         ref = (np.concatenate([holdout[e] for e in earlier]), [e for e in earlier for _ in holdout[e]])
         xt = images.prepare(x, cfg.image_shape, cpu)
         x_ref, y_ref = learner.check_reference(ref)
-        torch.manual_seed(learner.task_seed(t))  # the judge's initial weights
-        fid, real = one_class_fidelity(cfg, gen, xt, index[c], x_ref, y_ref, learner.task_seed(t))
-        torch.manual_seed(learner.task_seed(t))
-        rng = torch.Generator().manual_seed(learner.task_seed(t))
-        judge, again = one_class_judge(cfg, xt, x_ref, y_ref, rng)  # the same judge, rebuilt
-        assert again == real
-        x_test, _ = select(pool["x_test"], pool["y_test"], [c])
-        real_test = called_new(judge, images.prepare(x_test, cfg.image_shape, cpu))
-        heads = {e: round(called_new(judge, generate(gen, [index[e]], SAMPLES, rng)), 3) for e in earlier}
-        row = {
-            "class": c, "task": t, "images": len(x), "fidelity": fid, "real": real,
-            "real_test": round(real_test, 3), "stored": (report.get("fidelity") or {}).get(c),
-            "earlier_heads": heads,
-        }  # fmt: skip
-        row["earlier_heads_relative_max"] = round(max(heads.values()) / real, 3) if real else None
-        print(json.dumps(row), flush=True)
-        out["classes"].append(row)
+        for k in range(args.judges):  # judge 0 has the task's seed, as the run's; the others draw anew
+            judge_seed = learner.task_seed(t) + 1_000_003 * k
+            torch.manual_seed(judge_seed)  # the judge's initial weights
+            fid, real = one_class_fidelity(cfg, gen, xt, index[c], x_ref, y_ref, judge_seed)
+            torch.manual_seed(judge_seed)
+            rng = torch.Generator().manual_seed(judge_seed)
+            judge, again = one_class_judge(cfg, xt, x_ref, y_ref, rng)  # the same judge, rebuilt
+            assert again == real
+            real_test = called_new(judge, x_test)
+            heads = {e: round(called_new(judge, generate(gen, [index[e]], SAMPLES, rng)), 3) for e in earlier}
+            row = {
+                "class": c, "task": t, "judge": k, "images": len(x), "fidelity": fid, "real": real,
+                "real_test": round(real_test, 3), "stored": (report.get("fidelity") or {}).get(c),
+                "earlier_heads": heads,
+            }  # fmt: skip
+            row["earlier_heads_relative_max"] = round(max(heads.values()) / real, 3) if real else None
+            print(json.dumps(row), flush=True)
+            out["classes"].append(row)
         earlier.append(c)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))

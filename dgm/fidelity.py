@@ -22,6 +22,10 @@ shirts far less (0.39-0.42 at 200 against 200 each; benchmarks/probe_reference_r
   0.2-0.35 relative);
 - with fewer than `fidelity_min_images` images of the class (the fifth would be too few to measure the
   judge), or a judge that recognises less than MIN_REAL of them, the class is not measured (None).
+Its limit: the judge has seen only real images, so a head that draws nothing recognisable is labelled
+by whatever the judge does with such images, which may well be its majority class, the new one. A
+multi-class judge shares the limit, but must give such images to one of its task's classes, so at
+least one of them then scores low.
 
 A multi-class task's judge sees only two or three classes, so it can separate them by something as
 crude as how much of the frame is bright, and generated images do not share such statistics exactly.
