@@ -13,8 +13,11 @@ them (`one_class_fidelity`): real images on both sides, so real-versus-generated
 class-versus-class. Such a judge is only as sure as the class is distinct: trained on 800 shirts against
 200 images of each of six earlier classes it recognised 0.81-0.82 of real test shirts, and with fewer
 shirts far less (0.39-0.42 at 200 against 200 each; benchmarks/probe_reference_ratio.py). So
-- it sees about REFERENCE_RATIO images of its class for each image of any known class (the ratio it
-  was first measured at; 200 shirts then make 0.74-0.77 of real shirts recognised, not 0.4);
+- it sees about REFERENCE_RATIO images of its class for each image of a known class, the ratio it was
+  first measured at: fewer known images for a small task (200 shirts then make 0.74-0.77 of real
+  shirts recognised, not 0.4), fewer of its own for a large one (with 1600 shirts against 200 of each
+  known class, a judge of a 10x1 learner at 2000 called 0.77-0.82 of the pullover head's samples
+  shirt, so a shirt head that drew pullovers would have passed; at 4 to 1, 0.39-0.57);
 - a fifth of the task's images are kept from it and measure it on real images of the class; the
   fidelity is the samples' rate over that real rate (capped at 1): 1 means the memory is recognised as
   often as real images are. A head that draws known classes scores about as low as their real images
@@ -133,12 +136,14 @@ def one_class_judge(
     cfg: LearnerConfig, x: torch.Tensor, x_ref: torch.Tensor, y_ref: list[int], rng: torch.Generator
 ) -> tuple[Discriminator, float]:
     """A one-class task's judge (its class is output 0; known classes follow in id order) and the
-    fraction of the class's real images kept from it (1 in CALIBRATION) that it recognises."""
+    fraction of the class's real images kept from it (1 in CALIBRATION) that it recognises. It learns
+    from at most REFERENCE_RATIO images of the class per image of the best-represented known class."""
     n_cal = max(1, len(x) // CALIBRATION)
     order = torch.randperm(len(x), generator=rng, device=x.device)
-    x_cal, x_fit = x[order[:n_cal]], x[order[n_cal:]]
-    per_known = math.ceil(len(x_fit) / REFERENCE_RATIO)
     ref_y = torch.as_tensor(y_ref, device=x.device)
+    most = max(int((ref_y == c).sum()) for c in set(y_ref))  # the best-represented known class
+    x_cal, x_fit = x[order[:n_cal]], x[order[n_cal:][: REFERENCE_RATIO * most]]
+    per_known = math.ceil(len(x_fit) / REFERENCE_RATIO)
     xs, ys = [x_fit], [torch.zeros(len(x_fit), dtype=torch.long, device=x.device)]
     for i, c in enumerate(sorted(set(y_ref)), start=1):  # the first per_known of each, in the given order
         pick = torch.nonzero(ref_y == c).flatten()[:per_known]

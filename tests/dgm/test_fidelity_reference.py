@@ -87,3 +87,14 @@ def test_a_reference_of_unknown_classes_is_refused_and_changes_nothing(digits):
     with pytest.raises(DGMInputError, match="reference labels the learner has not learned: \\['5'\\]"):
         learner.learn_task(*task_data(digits, [2]), reference=(x_ref, np.full(10, 5)))
     assert learner.classes == ["0", "1"] and learner.fidelity() == before
+
+
+def test_a_one_class_judge_keeps_four_of_its_class_per_known_image(digits, monkeypatch):
+    """Against few known images the judge learns from fewer of its own class: with 1600 shirts against
+    200 of each known class a judge called most pullover samples shirt; at 4 to 1 far fewer."""
+    seen = judged(monkeypatch)
+    learner = tiny_learner(fidelity_min_images=20)
+    learner.learn_task(*task_data(digits, [0, 1]))
+    ref = task_data(digits, [0, 1], per_class=3)
+    learner.learn_task(*task_data(digits, [2]), reference=ref)
+    assert seen[-1].tolist() == [0] * 12 + [1] * 3 + [2] * 3  # 8 of the 40 kept to measure it; 12 of 32
