@@ -11,9 +11,11 @@ that learned it did. Per class it reports:
 - `fidelity`: what a version would store (samples' rate over the judge's rate on the kept fifth of the
   class's real images, capped at 1), and `real`: that rate;
 - `real_test`: the judge's rate on the class's real test images (a second look at `real`);
+- `samples`: the share of the class's samples the judge calls the class (fidelity before dividing);
 - `earlier_heads`: per earlier class, the share of its generator samples the judge calls the new class
   (a head that drew that class would score this: a judge must keep it well below 0.8 to catch it),
-  with `earlier_heads_relative_max`, the largest over the real rate (as the stored fidelity reads);
+  with `earlier_heads_relative_max`, the largest over the real rate (as the stored fidelity reads),
+  and `earlier_real_test`: the same for those classes' real test images;
 - `stored`: the fidelity the run stored (the judge of the run's code).
 `--judges N` trains N judges per class (the spread of the measure, so how often the gate at 0.8 would
 hold a class by chance); `--task-images N` gives each judge only the first N of the class's images
@@ -36,7 +38,7 @@ from benchmarks.accuracy import held_out, load_pool, subsample
 from benchmarks.machine import describe
 from dgm import Learner, images
 from dgm.data import FASHION_MNIST_DIR, select
-from dgm.fidelity import SAMPLES, one_class_fidelity, one_class_judge
+from dgm.fidelity import SAMPLES, one_class_fidelity, one_class_judge, score
 from dgm.train import generate
 
 
@@ -64,6 +66,10 @@ def main(argv=None) -> dict:
     x_train, y_train = subsample(pool, args.size, seed)
     holdout = held_out(pool, args.size, seed, args.reference)
     index = {c: i for i, c in enumerate(learner.classes)}
+    tests = {
+        c: images.prepare(select(pool["x_test"], pool["y_test"], [c])[0], cfg.image_shape, cpu)
+        for c in learner.classes
+    }
     out = {"machine": describe(), "args": {k: str(v) for k, v in vars(args).items()}, "classes": []}
     earlier: list[str] = []
     for t, report in enumerate(learner.history):
@@ -72,7 +78,7 @@ def main(argv=None) -> dict:
             continue
         (c,) = report["classes"]
         x = select(x_train, y_train, [c])[0][: args.task_images or None]
-        x_test = images.prepare(select(pool["x_test"], pool["y_test"], [c])[0], cfg.image_shape, cpu)
+        x_test = tests[c]
         ref = (np.concatenate([holdout[e] for e in earlier]), [e for e in earlier for _ in holdout[e]])
         xt = images.prepare(x, cfg.image_shape, cpu)
         x_ref, y_ref = learner.check_reference(ref)
@@ -84,12 +90,15 @@ def main(argv=None) -> dict:
             rng = torch.Generator().manual_seed(judge_seed)
             judge, again = one_class_judge(cfg, xt, x_ref, y_ref, rng)  # the same judge, rebuilt
             assert again == real
+            (samples,) = score(judge, gen, [index[c]], rng, cfg.truncation)  # as one_class_fidelity drew
             real_test = called_new(judge, x_test)
             heads = {e: round(called_new(judge, generate(gen, [index[e]], SAMPLES, rng)), 3) for e in earlier}
+            real_heads = {e: round(called_new(judge, tests[e]), 3) for e in earlier}
             row = {
                 "class": c, "task": t, "judge": k, "images": len(x), "fidelity": fid, "real": real,
-                "real_test": round(real_test, 3), "stored": (report.get("fidelity") or {}).get(c),
-                "earlier_heads": heads,
+                "samples": samples, "real_test": round(real_test, 3),
+                "stored": (report.get("fidelity") or {}).get(c), "earlier_heads": heads,
+                "earlier_real_test": real_heads,
             }  # fmt: skip
             row["earlier_heads_relative_max"] = round(max(heads.values()) / real, 3) if real else None
             print(json.dumps(row), flush=True)
