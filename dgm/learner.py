@@ -196,7 +196,8 @@ class Learner:
             self.classifier = consolidate(cfg, self.generator, len(self.classes), rng, real)
         new_ids = [index[c] for c in new]
         if ref is not None and len(new_ids) == 1:  # the judge learns the class against known ones
-            scores = [fidelity.one_class_fidelity(cfg, self.generator, xt, new_ids[0], *ref, seed)[0]]
+            x_ref, y_ref = ref
+            scores = [fidelity.one_class_fidelity(cfg, self.generator, xt, new_ids[0], x_ref, y_ref, seed)[0]]
         else:
             scores = fidelity.task_fidelity(cfg, self.generator, xt, yt, new_ids, seed)
         report = self._report(task, new, len(labels), time.perf_counter() - started, grown, losses, scores)
