@@ -46,6 +46,9 @@ class Evidence:
     no_holdout: ordinals of earlier tasks uploaded without a holdout (their accuracy is unknown).
     this_task: the new version's task ordinal (its own accuracy has no "before").
     this_task_holdout: whether the new task kept a holdout (later versions can be gated on it).
+    before_classes: how many classes the active version knows (None: not given). A version that knows
+    one class answers it for every image, so its holdout accuracy is 1 by construction, and any
+    version that adds a class it can be confused with would fall below it: not compared.
     """
 
     before: dict[int, float] | None
@@ -55,6 +58,7 @@ class Evidence:
     no_holdout: list[int] = field(default_factory=list)
     this_task: int | None = None
     this_task_holdout: bool = True
+    before_classes: int | None = None
 
 
 def accuracy_check(
@@ -114,7 +118,14 @@ def decide(policy: str, evidence: Evidence, max_drop: float, min_fidelity: float
         reasons, gated = [], False
         notes.insert(0, "no version is active, so there is nothing to compare against")
     else:
-        acc_reasons, acc_notes, tasks = accuracy_check(evidence.before, evidence.after, max_drop)
+        before = evidence.before
+        if evidence.before_classes == 1 and before:
+            notes.append(
+                "the active version knows one class, so its holdout accuracy is 1 by construction: "
+                "accuracy is not compared"
+            )
+            before = {}
+        acc_reasons, acc_notes, tasks = accuracy_check(before, evidence.after, max_drop)
         fid_reasons, fid_notes, classes = fidelity_check(
             evidence.fidelity_before, evidence.fidelity_after, min_fidelity
         )

@@ -75,5 +75,6 @@ def verdict(
         no_holdout=no_holdout,
         this_task=this.ordinal,
         this_task_holdout=bool(this.n_holdout) or this.kind != "learn",
+        before_classes=len(active.classes) if active is not None else None,
     )
     return gate.decide(learner.auto_activate, evidence, learner.gate_max_drop, learner.gate_min_fidelity)

@@ -139,3 +139,14 @@ def test_train_from_held_first_versions_when_nothing_is_active():
 def test_train_from_skips_purged_versions():
     rows = [row(1, None, "published", 0), row(2, 1, "purged", 1)]
     assert train_from(rows, 1, T0) == 1
+
+
+def test_gate_does_not_compare_accuracy_with_a_one_class_active_version():
+    """A one-class version answers its class for every image: task 1's holdout scores 1.0 by
+    construction, and a version that adds a class it can be confused with would be held for it."""
+    one_class = evidence(before={1: 1.0}, after={1: 0.81, 2: 0.9}, this_task=2, before_classes=1)
+    out = decide("gate", one_class, max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and out["reasons"] == []
+    assert "the active version knows one class" in out["note"]
+    two_classes = evidence(before={1: 1.0}, after={1: 0.81, 2: 0.9}, this_task=2, before_classes=2)
+    assert decide("gate", two_classes, max_drop=0.05, min_fidelity=0.8)["decision"] == "held"
