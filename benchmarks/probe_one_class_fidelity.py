@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.accuracy import held_out, load_pool, subsample
 from benchmarks.machine import describe
-from dgm import Learner, images
+from benchmarks.probe_one_class_judge import saved_run
+from dgm import images
 from dgm.data import FASHION_MNIST_DIR, select
 from dgm.fidelity import SAMPLES, one_class_fidelity, one_class_judge, score
 from dgm.train import generate
@@ -60,11 +59,10 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cpu = torch.device("cpu")
-    learner = Learner.load(args.checkpoint, device="cpu")
-    cfg, gen, seed = learner.config, learner.generator, learner.seed
-    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
-    x_train, y_train = subsample(pool, args.size, seed)
-    holdout = held_out(pool, args.size, seed, args.reference)
+    learner, pool, (x_train, y_train), holdout = saved_run(
+        args.checkpoint, args.data_dir, args.size, args.reference
+    )
+    cfg, gen = learner.config, learner.generator
     index = {c: i for i, c in enumerate(learner.classes)}
     tests = {
         c: images.prepare(select(pool["x_test"], pool["y_test"], [c])[0], cfg.image_shape, cpu)

@@ -37,6 +37,16 @@ from dgm.fidelity import oracle, score
 from dgm.train import generate
 
 
+def saved_run(checkpoint: str, data_dir: str, size: int, n_holdout: int) -> tuple:
+    """A saved learner of a benchmark run, the data pool, the run's training images (its subsample of
+    `size` per class, drawn by its seed) and `n_holdout` images per class that the run left out (the
+    service's kept holdout)."""
+    learner = Learner.load(checkpoint, device="cpu")
+    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=data_dir))
+    seed = learner.seed
+    return learner, pool, subsample(pool, size, seed), held_out(pool, size, seed, n_holdout)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probe_one_class_judge", description=__doc__)
     p.add_argument("checkpoint")
@@ -46,11 +56,10 @@ def main(argv=None) -> dict:
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    learner = Learner.load(args.checkpoint, device="cpu")
-    cfg, gen, seed = learner.config, learner.generator, learner.seed
-    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
-    x_train, y_train = subsample(pool, args.size, seed)
-    holdout = held_out(pool, args.size, seed, args.holdout)  # as the service's kept holdout: unseen
+    learner, pool, (x_train, y_train), holdout = saved_run(
+        args.checkpoint, args.data_dir, args.size, args.holdout
+    )
+    cfg, gen = learner.config, learner.generator
     index = {c: i for i, c in enumerate(learner.classes)}
     out = {"machine": describe(), "args": {k: str(v) for k, v in vars(args).items()}, "classes": []}
     earlier: list[str] = []

@@ -135,18 +135,8 @@ def read_plan(s: Session, job_id: int) -> Plan:
         raise Gone(f"the training data of task {task.id} was deleted; upload the task again")
     parent = gating.parent_version(s, learner)  # the active version, or held work after it
     holdouts = s.execute(
-        select(Task.id, Task.holdout_uri).where(Task.learner_id == learner.id, Task.holdout_uri.is_not(None))
-    ).all()
-    # a class uploaded again (after a rollback, or a cancelled upload) has two holdouts: the newest task
-    # that taught it is the one its version learned from, and tasks that did not train taught nothing
-    references = s.scalars(
-        select(Task.holdout_uri)
-        .where(
-            Task.learner_id == learner.id,
-            Task.holdout_uri.is_not(None),
-            Task.state == TaskState.TRAINED,
-            Task.kind == "learn",
-        )
+        select(Task.id, Task.holdout_uri, Task.state, Task.kind)
+        .where(Task.learner_id == learner.id, Task.holdout_uri.is_not(None))
         .order_by(Task.ordinal.desc())
     ).all()
     return Plan(
@@ -162,8 +152,11 @@ def read_plan(s: Session, job_id: int) -> Plan:
             "uri": parent.checkpoint_uri,
             "sha256": parent.checkpoint_sha256,
         },
-        holdouts=[(tid, uri) for tid, uri in holdouts],
-        references=list(references),
+        holdouts=[(t.id, t.holdout_uri) for t in holdouts],
+        # a class uploaded again (after a rollback, or a cancelled upload) has two holdouts: the newest
+        # task that taught it is the one its version learned from, and tasks that did not train taught
+        # nothing
+        references=[t.holdout_uri for t in holdouts if t.state == TaskState.TRAINED and t.kind == "learn"],
     )
 
 
