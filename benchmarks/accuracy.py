@@ -220,6 +220,25 @@ def evaluate(predict, pool: dict, tasks: list[list[str]], upto: int) -> tuple[li
     return per_task, per_class
 
 
+def gate_evidence(scores, classes: list[str], pool: dict, tasks: list[list[str]], t: int) -> dict:
+    """After task t >= 1, on each earlier task's real test images: the new version's accuracy when it
+    may answer only the previous version's classes ("known"), and the share of them it answers with one
+    of task t's classes ("to_new"). With row t - 1 of the accuracy matrix, the regression gate's
+    evidence (core/gate.py) as the service would see it on these images. `scores(x)`: N x K softmax
+    scores in the order of `classes`."""
+    earlier = tasks[:t]
+    known = [c for task in earlier for c in task]
+    keep = np.isin(pool["y_test"], known)
+    y, probs = pool["y_test"][keep], np.asarray(scores(pool["x_test"][keep]))
+    cols = [classes.index(c) for c in known]
+    answer = np.asarray(known)[probs[:, cols].argmax(1)]
+    new = np.isin(np.asarray(classes)[probs.argmax(1)], tasks[t])
+    return {
+        "known": [float(np.mean(answer[np.isin(y, task)] == y[np.isin(y, task)])) for task in earlier],
+        "to_new": [float(np.mean(new[np.isin(y, task)])) for task in earlier],
+    }
+
+
 def run_metrics(matrix: list[list[float]], class_matrix: list[list], tasks: list[list[str]]) -> dict:
     a_t = [float(np.mean(row)) for row in matrix]
     last = matrix[-1]
@@ -275,7 +294,7 @@ def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
     x_train, y_train = ctx["x_train"], ctx["y_train"]
     cfg = dgm_config(args, variant, ctx["shape"], overrides)
     learner = Learner(cfg, seed=seed, device=args.device)
-    matrix, class_matrix, per_version = [], [], []
+    matrix, class_matrix, per_version, gate = [], [], [], []
     holdout = held_out(pool, ctx["size"], seed, args.fidelity_reference) if args.fidelity_reference else {}
     for t, classes in enumerate(tasks):
         x, y = select(x_train, y_train, classes)
@@ -288,6 +307,8 @@ def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
         per_task, per_class = evaluate(lambda v: learner.predict(v)[0], pool, tasks, t)
         matrix.append(per_task)
         class_matrix.append(per_class)
+        if t:
+            gate.append(gate_evidence(lambda v: learner.predict(v)[1], learner.classes, pool, tasks, t))
         epochs, batches = budget(cfg, len(x))
         per_version.append(
             {
@@ -323,6 +344,7 @@ def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
     bench = oracle.fidelity(learner, seed)
     return {
         **run_metrics(matrix, class_matrix, tasks),
+        "gate_evidence": gate,
         "seconds_per_task": [v["seconds"] for v in per_version],
         "generator_parameters_per_version": gen,
         "parameters_per_version": total,
@@ -354,8 +376,8 @@ def run_baseline(args, ctx: dict, method: str) -> dict:
     cfg = dgm_config(args, "dgmw", ctx["shape"])
     device = args.device or "cpu"
     clf = PlainClassifier(cfg, seed=seed, device=device)
-    matrix, class_matrix, seconds, epochs_per_task, batches_per_task, dgm_steps, params = (
-        [] for _ in range(7)
+    matrix, class_matrix, seconds, epochs_per_task, batches_per_task, dgm_steps, params, gate = (
+        [] for _ in range(8)
     )
     for t, classes in enumerate(tasks):
         if method == "joint":
@@ -376,9 +398,12 @@ def run_baseline(args, ctx: dict, method: str) -> dict:
         per_task, per_class = evaluate(clf.predict, pool, tasks, t)
         matrix.append(per_task)
         class_matrix.append(per_class)
+        if t:
+            gate.append(gate_evidence(clf.scores, clf.classes, pool, tasks, t))
         print(f"  {ctx['label']} task {t}: A_t={np.mean(per_task):.3f} {seconds[-1]:.0f}s", flush=True)
     return {
         **run_metrics(matrix, class_matrix, tasks),
+        "gate_evidence": gate,
         "seconds_per_task": seconds,
         "epochs_per_task": epochs_per_task,
         "batches_per_task": batches_per_task,

@@ -70,5 +70,12 @@ class PlainClassifier:
         idx = torch.cat([net.logits(c).argmax(1) for c in xt.split(512)]).cpu().numpy()
         return [self.classes[i] for i in idx]
 
+    @torch.no_grad()
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Softmax scores N x K, columns in the order of `classes`."""
+        net = self._fitted()
+        xt = images.prepare(x, self.cfg.image_shape, self.device)
+        return torch.cat([net.logits(c).float().softmax(1) for c in xt.split(512)]).cpu().numpy()
+
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self._fitted().parameters())
