@@ -20,6 +20,7 @@ EXIT_UNREACHABLE = 4  # no answer: connection refused, DNS, timeout
 def gate_options(args: argparse.Namespace) -> dict[str, Any]:
     given = {"auto_activate": args.auto_activate, "gate_max_drop": args.gate_max_drop}
     given["gate_min_fidelity"] = args.gate_min_fidelity
+    given["gate_max_to_new"] = args.gate_max_to_new
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -100,7 +101,9 @@ def cmd_learners_create(args: argparse.Namespace) -> int:
 def cmd_learners_update(args: argparse.Namespace) -> int:
     changes = gate_options(args)
     if not changes:
-        raise ClientError("give --auto-activate, --gate-max-drop or --gate-min-fidelity", EXIT_USAGE)
+        raise ClientError(
+            "give --auto-activate, --gate-max-drop, --gate-max-to-new or --gate-min-fidelity", EXIT_USAGE
+        )
     out = request(args, "PATCH", f"/v1/learners/{args.name}", json=changes)
     if args.json:
         return _dump(out)
@@ -111,7 +114,10 @@ def cmd_learners_update(args: argparse.Namespace) -> int:
 def gate_line(learner: dict) -> str:
     line = f"activation {learner['auto_activate']}"
     if learner["auto_activate"] == "gate":
-        line += f" (max drop {learner['gate_max_drop']}, min fidelity {learner['gate_min_fidelity']})"
+        line += (
+            f" (max drop {learner['gate_max_drop']}, max to new {learner['gate_max_to_new']}, "
+            f"min fidelity {learner['gate_min_fidelity']})"
+        )
     held = learner.get("held_versions") or []
     return line + (f"; held versions: {', '.join(map(str, held))}" if held else "")
 

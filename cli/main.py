@@ -151,7 +151,16 @@ def add_gate_options(s: argparse.ArgumentParser) -> None:
         choices=["gate", "always", "never"],
         help="a new version: activate it if the regression gate passes (default), always, or never",
     )
-    s.add_argument("--gate-max-drop", type=float, help="largest accuracy drop on an earlier task (0.05)")
+    s.add_argument(
+        "--gate-max-drop",
+        type=float,
+        help="largest accuracy drop on an earlier task, among old classes (0.05)",
+    )
+    s.add_argument(
+        "--gate-max-to-new",
+        type=float,
+        help="largest share of an earlier task answered with new classes (0.5)",
+    )
     s.add_argument("--gate-min-fidelity", type=float, help="lowest memory fidelity of a class (0.8)")
 
 

@@ -5,8 +5,10 @@ The decisions themselves are pure functions in core/gate.py; this module reads t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,6 +16,28 @@ from core import gate
 from core.errors import UnknownLearner
 from core.lifecycle import TaskState
 from core.orm import Evaluation, Learner, ModelVersion, Task
+
+
+@dataclass
+class Scored:
+    """The new version on one earlier task's holdout: its accuracy over every class it knows, the
+    holdout's labels, and its softmax scores (N x K, columns in the order of `classes`)."""
+
+    accuracy: float
+    labels: list[str]
+    scores: np.ndarray
+    classes: list[str]
+
+    def among(self, known: set[str]) -> tuple[float, float]:
+        """(accuracy when it may answer only the classes in `known`, share it answers outside them)."""
+        classes = np.asarray(self.classes)
+        inside = np.isin(classes, sorted(known))
+        if not inside.any():
+            return 0.0, 1.0
+        labels = np.asarray(self.labels)
+        answer = classes[inside][self.scores[:, inside].argmax(1)]
+        outside = ~inside[self.scores.argmax(1)]
+        return float(np.mean(answer == labels)), float(np.mean(outside))
 
 
 def parent_version(s: Session, learner: Learner) -> ModelVersion | None:
@@ -37,13 +61,14 @@ def verdict(
     s: Session,
     learner_id: int,
     task_id: int,
-    accuracy: dict[int, tuple[float, int]],
+    scored: dict[int, Scored],
     fidelity: dict[str, float | None] | None,
 ) -> dict[str, Any]:
-    """Gate the new version (its accuracy per task id, its fidelity) against the learner's active version.
+    """Gate the new version (its scores per task id, its fidelity) against the learner's active version.
 
     Read inside the publish transaction, so it compares with what serves at that moment (an admin may
-    have activated another version while the job trained).
+    have activated another version while the job trained): the accuracy it compares is the new
+    version's among that version's classes.
     """
     learner = s.get(Learner, learner_id)
     if learner is None:
@@ -67,14 +92,22 @@ def verdict(
         for t in tasks
         if t.kind == "learn" and t.state == TaskState.TRAINED and not t.n_holdout and t.ordinal < this.ordinal
     ]
+    known = set(active.classes) if active is not None else set()
+    among = {ordinal[tid]: held.among(known) for tid, held in scored.items() if tid != task_id}
     evidence = gate.Evidence(
         before=before,
-        after={ordinal[tid]: acc for tid, (acc, _) in accuracy.items() if tid != task_id},
+        after={t: acc for t, (acc, _) in among.items()},
+        to_new={t: share for t, (_, share) in among.items()},
         fidelity_before=(active.fidelity or {}) if active is not None else {},
         fidelity_after=fidelity or {},
         no_holdout=no_holdout,
         this_task=this.ordinal,
         this_task_holdout=bool(this.n_holdout) or this.kind != "learn",
-        before_classes=len(active.classes) if active is not None else None,
     )
-    return gate.decide(learner.auto_activate, evidence, learner.gate_max_drop, learner.gate_min_fidelity)
+    return gate.decide(
+        learner.auto_activate,
+        evidence,
+        learner.gate_max_drop,
+        learner.gate_min_fidelity,
+        max_to_new=learner.gate_max_to_new,
+    )

@@ -186,10 +186,10 @@ def train_and_publish(settings: Settings, job_id: int, token: str, reporter: Job
         x, labels, progress=reporter.progress, should_stop=reporter.should_stop, reference=reference
     )
     reporter.renew()  # evaluation and the file writes come next, with no progress writes
-    accuracy = evaluate(learner, store, plan.holdouts)
+    scored = evaluate(learner, store, plan.holdouts)
     files = write_version_files(store, learner, plan, job_id)
     try:
-        number = publish(settings, job_id, token, plan, report, accuracy, files, list(learner.classes))
+        number = publish(settings, job_id, token, plan, report, scored, files, list(learner.classes))
     except Exception:
         discard_unpublished(settings, store, files["checkpoint"][0])
         raise
@@ -227,15 +227,19 @@ def fidelity_reference(
     return (np.concatenate(xs), ys) if ys else None
 
 
-def evaluate(
-    learner: Any, store: ArtifactStore, holdouts: list[tuple[int, str]]
-) -> dict[int, tuple[float, int]]:
-    """Accuracy on every holdout whose classes this learner knows: one row of the accuracy matrix."""
+def evaluate(learner: Any, store: ArtifactStore, holdouts: list[tuple[int, str]]) -> dict[int, gating.Scored]:
+    """Every holdout whose classes this learner knows, scored: its accuracy is one row of the accuracy
+    matrix, and its scores let the gate compare on the active version's classes (worker/gating.py)."""
+    from dgm.learner import normalise_labels
+
     out = {}
     for task_id, uri in holdouts:
-        x, labels = load_arrays(store.path(uri))
-        if len(labels) and set(labels) <= set(learner.classes):
-            out[task_id] = (learner.evaluate(x, labels), len(labels))
+        x, raw = load_arrays(store.path(uri))
+        labels = normalise_labels(raw, len(x))
+        if labels and set(labels) <= set(learner.classes):
+            predicted, scores = learner.predict(x)
+            right = float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+            out[task_id] = gating.Scored(right, labels, scores, list(learner.classes))
     return out
 
 
@@ -245,7 +249,7 @@ def publish(
     token: str,
     plan: Plan,
     report: Any,
-    accuracy: dict[int, tuple[float, int]],
+    scored: dict[int, gating.Scored],
     files: dict[str, Any],
     classes: list[str],
 ) -> int:
@@ -257,7 +261,7 @@ def publish(
     """
     now, facts = utcnow(), report.as_dict()
     with session_scope(settings) as s:
-        verdict = gating.verdict(s, plan.learner_id, plan.task_id, accuracy, facts.get("fidelity"))
+        verdict = gating.verdict(s, plan.learner_id, plan.task_id, scored, facts.get("fidelity"))
         live = verdict["decision"] == "activated"
         task_values = {} if settings.keep_training_data else {"data_uri": None}
         warnings = job_warnings(facts)
@@ -275,8 +279,12 @@ def publish(
         )  # fmt: skip
         s.add(version)
         s.flush()
-        for task_id, (acc, n) in accuracy.items():
-            s.add(Evaluation(version_id=version.id, task_id=task_id, accuracy=acc, samples=n))
+        for task_id, held in scored.items():
+            s.add(
+                Evaluation(
+                    version_id=version.id, task_id=task_id, accuracy=held.accuracy, samples=len(held.labels)
+                )
+            )
         for name in report.classes:
             s.add(
                 LearnedClass(

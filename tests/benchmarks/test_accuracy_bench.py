@@ -31,6 +31,11 @@ def test_quick_accuracy_bench_summary_ablation_resume_and_merge(tmp_path, capsys
     assert set(dgmw["fidelity"]) == {"zero", "one", "two", "three"} and dgmw["min_fidelity"] >= 0
     assert set(dgmw["learner_fidelity"]) == set(dgmw["fidelity"])
     assert dgmw["oracle"]["test_accuracy"] > 0.5  # an oracle that cannot read real digits judges nothing
+    for run in res["runs"]:  # the gate's evidence after task 1, on task 0's real test images
+        (evidence,) = run["gate_evidence"]
+        assert len(evidence["known"]) == len(evidence["to_new"]) == 1
+        assert run["accuracy_matrix"][1][0] <= evidence["known"][0] <= 1  # fewer classes to confuse
+        assert run["accuracy_matrix"][1][0] <= 1 - evidence["to_new"][0] + 1e-9
     joint = next(r for r in res["runs"] if r["method"] == "joint")
     dgm_steps = [v["steps"] for v in dgmw["per_version"]]
     assert all(b >= s for b, s in zip(joint["batches_per_task"], dgm_steps, strict=True))

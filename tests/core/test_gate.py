@@ -141,12 +141,28 @@ def test_train_from_skips_purged_versions():
     assert train_from(rows, 1, T0) == 1
 
 
-def test_gate_does_not_compare_accuracy_with_a_one_class_active_version():
-    """A one-class version answers its class for every image: task 1's holdout scores 1.0 by
-    construction, and a version that adds a class it can be confused with would be held for it."""
-    one_class = evidence(before={1: 1.0}, after={1: 0.81, 2: 0.9}, this_task=2, before_classes=1)
-    out = decide("gate", one_class, max_drop=0.05, min_fidelity=0.8)
+def test_gate_holds_an_earlier_task_answered_with_the_new_classes():
+    """Issue 9's shortcut: real images of old classes answered with the newest ones. Among the old
+    classes alone the order can survive, so only the share given to new classes shows it."""
+    shortcut = evidence(after={1: 0.95, 2: 0.90}, to_new={1: 0.97, 2: 0.30})
+    out = decide("gate", shortcut, max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "held" and out["reasons"] == [{"task": 1, "to_new": 0.97}]
+    assert out["max_to_new"] == 0.5 and held_by(out["reasons"]) == "gate"
+    assert (
+        describe_reason(out["reasons"][0]) == "task 1: 0.970 of its held-out images answered with a new class"
+    )
+    assert "compared among the classes the active version knows" in out["note"]
+
+
+def test_gate_new_class_share_at_the_limit_passes_and_the_limit_is_a_parameter():
+    at = evidence(to_new={1: 0.5, 2: 0.1})
+    assert decide("gate", at, max_drop=0.05, min_fidelity=0.8)["decision"] == "activated"
+    strict = decide("gate", at, max_drop=0.05, min_fidelity=0.8, max_to_new=0.2)
+    assert strict["decision"] == "held" and strict["reasons"] == [{"task": 1, "to_new": 0.5}]
+
+
+def test_gate_passes_a_one_class_active_version_that_a_confusable_class_follows():
+    """t-shirt, then shirt (the quick start's demo): among the active version's one class every image
+    is right, and the fifth of t-shirts now called shirt is what any classifier does."""
+    out = decide("gate", evidence(before={1: 1.0}, after={1: 1.0}, to_new={1: 0.19}, this_task=2), 0.05, 0.8)
     assert out["decision"] == "activated" and out["reasons"] == []
-    assert "the active version knows one class" in out["note"]
-    two_classes = evidence(before={1: 1.0}, after={1: 0.81, 2: 0.9}, this_task=2, before_classes=2)
-    assert decide("gate", two_classes, max_drop=0.05, min_fidelity=0.8)["decision"] == "held"

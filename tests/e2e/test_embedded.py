@@ -101,9 +101,7 @@ def test_embedded_serve_trains_predicts_and_rolls_back(served):
 
 def test_cli_help_is_fast_and_lists_commands():
     started = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, check=True)
     assert time.monotonic() - started < 5
     for cmd in ("serve", "worker", "migrate", "learners", "upload", "predict", "history", "keys", "bench"):
         assert cmd in out.stdout

@@ -121,7 +121,6 @@ def test_migrations_fidelity_keeps_old_rows_postgresql(pg_url):
     fidelity_roundtrip(pg_url)
 
 
-
 def active_roundtrip(url: str) -> None:
     """0005 drops model_versions.active (the learner's active_version_id says it); downgrading sets the
     flag again on exactly the version that active_version_id names, and on no other."""
@@ -157,3 +156,29 @@ def test_migrations_active_flag_derived_sqlite(tmp_path):
 
 def test_migrations_active_flag_derived_postgresql(pg_url):
     active_roundtrip(pg_url)
+
+
+def max_to_new_roundtrip(url: str) -> None:
+    """0006 adds learners.gate_max_to_new: an existing learner gets the default 0.5 and keeps its other
+    gate settings; downgrading drops the column and keeps the learner."""
+    upgrade(url, "0001")
+    seed_0001(url)
+    upgrade(url, "0005")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE learners SET gate_max_drop = 0.03, gate_min_fidelity = 0.7 WHERE id = 1"))
+    engine.dispose()
+    upgrade(url)
+    row = read_one(url, "SELECT gate_max_drop, gate_min_fidelity, gate_max_to_new FROM learners WHERE id = 1")
+    assert row == (0.03, 0.7, 0.5)
+    downgrade(url, "0005")
+    assert read_one(url, "SELECT gate_max_drop, gate_min_fidelity FROM learners WHERE id = 1") == (0.03, 0.7)
+    upgrade(url)
+
+
+def test_migrations_gate_max_to_new_sqlite(tmp_path):
+    max_to_new_roundtrip(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_migrations_gate_max_to_new_postgresql(pg_url):
+    max_to_new_roundtrip(pg_url)
