@@ -20,6 +20,7 @@ EXIT_UNREACHABLE = 4  # no answer: connection refused, DNS, timeout
 def gate_options(args: argparse.Namespace) -> dict[str, Any]:
     given = {"auto_activate": args.auto_activate, "gate_max_drop": args.gate_max_drop}
     given["gate_min_fidelity"] = args.gate_min_fidelity
+    given["gate_max_task_drop"] = args.gate_max_task_drop
     given["gate_max_to_new"] = args.gate_max_to_new
     return {k: v for k, v in given.items() if v is not None}
 
@@ -102,7 +103,9 @@ def cmd_learners_update(args: argparse.Namespace) -> int:
     changes = gate_options(args)
     if not changes:
         raise ClientError(
-            "give --auto-activate, --gate-max-drop, --gate-max-to-new or --gate-min-fidelity", EXIT_USAGE
+            "give --auto-activate, --gate-max-drop, --gate-max-task-drop, --gate-max-to-new or "
+            "--gate-min-fidelity",
+            EXIT_USAGE,
         )
     out = request(args, "PATCH", f"/v1/learners/{args.name}", json=changes)
     if args.json:
@@ -115,7 +118,8 @@ def gate_line(learner: dict) -> str:
     line = f"activation {learner['auto_activate']}"
     if learner["auto_activate"] == "gate":
         line += (
-            f" (max drop {learner['gate_max_drop']}, max to new {learner['gate_max_to_new']}, "
+            f" (max drop {learner['gate_max_drop']}, max task drop {learner['gate_max_task_drop']}, "
+            f"max to new {learner['gate_max_to_new']}, "
             f"min fidelity {learner['gate_min_fidelity']})"
         )
     held = learner.get("held_versions") or []

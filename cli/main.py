@@ -154,7 +154,12 @@ def add_gate_options(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--gate-max-drop",
         type=float,
-        help="largest accuracy drop on an earlier task, among old classes (0.05)",
+        help="largest drop of the earlier tasks' mean accuracy, among old classes (0.05)",
+    )
+    s.add_argument(
+        "--gate-max-task-drop",
+        type=float,
+        help="largest accuracy drop of any one earlier task, among old classes (0.4)",
     )
     s.add_argument(
         "--gate-max-to-new",

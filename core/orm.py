@@ -44,13 +44,14 @@ class Learner(Base):
         ForeignKey("model_versions.id", use_alter=True, name="fk_learners_active_version")
     )
     # regression gate (issue 11): what happens to a newly published version. gate: activate it only
-    # if no earlier task's holdout accuracy (among the active version's classes) drops by more than
-    # gate_max_drop against the active version, no earlier task's holdout is answered with new
-    # classes for more than gate_max_to_new of it, and every class's memory fidelity is at least
-    # gate_min_fidelity (core/gate.py); always; never.
+    # if, on earlier tasks' holdouts and among the active version's classes, their mean accuracy drops
+    # by at most gate_max_drop and no one task's by more than gate_max_task_drop against the active
+    # version, no earlier task's holdout is answered with new classes for more than gate_max_to_new of
+    # it, and every class's memory fidelity is at least gate_min_fidelity (core/gate.py); always; never.
     auto_activate: Mapped[str] = mapped_column(String(8), default="gate", server_default="gate")
     gate_max_drop: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
     gate_min_fidelity: Mapped[float] = mapped_column(Float, default=0.8, server_default="0.8")
+    gate_max_task_drop: Mapped[float] = mapped_column(Float, default=0.4, server_default="0.4")
     gate_max_to_new: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
     # rollout (issue 11): a candidate version beside the active one. rollout "canary" answers
     # canary_percent of predict traffic from the candidate; "shadow" answers from the active version

@@ -15,15 +15,20 @@ class ORMRead(BaseModel):
 
 
 AUTO_ACTIVATE = (
-    "what happens to a newly published version: gate (activate it only if no earlier task's holdout "
-    "accuracy, among the active version's classes, drops by more than gate_max_drop against the active "
-    "version, no earlier task's holdout is answered with new classes for more than gate_max_to_new of "
-    "it, and no class's memory fidelity falls below gate_min_fidelity; otherwise it is held), always, "
-    "or never (an admin activates it)"
+    "what happens to a newly published version: gate (activate it only if, on earlier tasks' holdouts "
+    "and among the active version's classes, their mean accuracy drops by at most gate_max_drop and no "
+    "one task's by more than gate_max_task_drop against the active version, no earlier task's holdout "
+    "is answered with new classes for more than gate_max_to_new of it, and no class's memory fidelity "
+    "falls below gate_min_fidelity; otherwise it is held), always, or never (an admin activates it)"
 )
 GATE_MAX_DROP = (
-    "the largest absolute accuracy drop on an earlier task's holdout, among the active version's "
+    "the largest absolute drop of the earlier tasks' mean holdout accuracy, among the active version's "
     "classes, that the gate lets through"
+)
+GATE_MAX_TASK_DROP = (
+    "the largest absolute accuracy drop on any one earlier task's holdout, among the active version's "
+    "classes, that the gate lets through (one task moves more than the mean where its classes border "
+    "others')"
 )
 GATE_MAX_TO_NEW = (
     "the largest share of an earlier task's holdout that the new version may answer with classes the "
@@ -41,6 +46,7 @@ class LearnerCreate(BaseModel):
     auto_activate: Literal["gate", "always", "never"] = Field(default="gate", description=AUTO_ACTIVATE)
     gate_max_drop: float = Field(default=0.05, ge=0, le=1, description=GATE_MAX_DROP)
     gate_min_fidelity: float = Field(default=0.8, ge=0, le=1, description=GATE_MIN_FIDELITY)
+    gate_max_task_drop: float = Field(default=0.4, ge=0, le=1, description=GATE_MAX_TASK_DROP)
     gate_max_to_new: float = Field(default=0.5, ge=0, le=1, description=GATE_MAX_TO_NEW)
 
 
@@ -52,6 +58,7 @@ class LearnerUpdate(BaseModel):
     auto_activate: Literal["gate", "always", "never"] | None = Field(default=None, description=AUTO_ACTIVATE)
     gate_max_drop: float | None = Field(default=None, ge=0, le=1, description=GATE_MAX_DROP)
     gate_min_fidelity: float | None = Field(default=None, ge=0, le=1, description=GATE_MIN_FIDELITY)
+    gate_max_task_drop: float | None = Field(default=None, ge=0, le=1, description=GATE_MAX_TASK_DROP)
     gate_max_to_new: float | None = Field(default=None, ge=0, le=1, description=GATE_MAX_TO_NEW)
 
 
@@ -85,6 +92,7 @@ class LearnerRead(ORMRead):
     auto_activate: str = "gate"
     gate_max_drop: float = 0.05
     gate_min_fidelity: float = 0.8
+    gate_max_task_drop: float = 0.4
     gate_max_to_new: float = 0.5
     held_versions: list[int] = []  # versions the gate (or the policy never) kept from activation
     rollout: RolloutRead | None = None  # a candidate version beside the active one (service/rollout.py)

@@ -110,4 +110,5 @@ def verdict(
         learner.gate_max_drop,
         learner.gate_min_fidelity,
         max_to_new=learner.gate_max_to_new,
+        max_task_drop=learner.gate_max_task_drop,
     )

@@ -56,6 +56,7 @@ def create_learner(
         auto_activate=body.auto_activate,
         gate_max_drop=body.gate_max_drop,
         gate_min_fidelity=body.gate_min_fidelity,
+        gate_max_task_drop=body.gate_max_task_drop,
         gate_max_to_new=body.gate_max_to_new,
     )
     session.add(learner)

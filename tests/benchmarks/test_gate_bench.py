@@ -43,7 +43,7 @@ def test_replay_counts_false_holds_and_misses_by_both_rules(tmp_path):
     assert (joint["held_before"], joint["held_now"]) == (1, 0)  # 0.95 -> 0.80: a false hold, once
     shortcut = next(r for r in out["summary"] if r["method"] == "finetune")
     assert (shortcut["held_before"], shortcut["held_now"], shortcut["held_now_by_to_new"]) == (2, 2, 2)
-    assert shortcut["held_now_by_drop"] == 0  # among the old classes alone it would have passed
+    assert shortcut["held_now_by_mean"] == shortcut["held_now_by_task"] == 0  # among old classes: passed
     assert shortcut["largest_to_new"] == 1.0
     first = next(r for r in out["runs"] if r["tasks"] == ONE_CLASS["tasks"])["versions"][0]
     assert (first["before"], first["now"], first["largest_to_new"]) == ("activated", "activated", 0.19)

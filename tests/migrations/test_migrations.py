@@ -159,8 +159,8 @@ def test_migrations_active_flag_derived_postgresql(pg_url):
 
 
 def max_to_new_roundtrip(url: str) -> None:
-    """0006 adds learners.gate_max_to_new: an existing learner gets the default 0.5 and keeps its other
-    gate settings; downgrading drops the column and keeps the learner."""
+    """0006 adds learners.gate_max_task_drop and gate_max_to_new: an existing learner gets the defaults
+    0.4 and 0.5 and keeps its other gate settings; downgrading drops the columns and keeps the learner."""
     upgrade(url, "0001")
     seed_0001(url)
     upgrade(url, "0005")
@@ -169,8 +169,8 @@ def max_to_new_roundtrip(url: str) -> None:
         c.execute(sa.text("UPDATE learners SET gate_max_drop = 0.03, gate_min_fidelity = 0.7 WHERE id = 1"))
     engine.dispose()
     upgrade(url)
-    row = read_one(url, "SELECT gate_max_drop, gate_min_fidelity, gate_max_to_new FROM learners WHERE id = 1")
-    assert row == (0.03, 0.7, 0.5)
+    columns = "gate_max_drop, gate_min_fidelity, gate_max_task_drop, gate_max_to_new"
+    assert read_one(url, f"SELECT {columns} FROM learners WHERE id = 1") == (0.03, 0.7, 0.4, 0.5)
     downgrade(url, "0005")
     assert read_one(url, "SELECT gate_max_drop, gate_min_fidelity FROM learners WHERE id = 1") == (0.03, 0.7)
     upgrade(url)

@@ -18,7 +18,7 @@ from core.settings import Settings
 from tests.service.live import live_server
 from tests.service.support import ADMIN, auth, digits, snapshot, upload, wait_job
 
-TINY_GATE = ["always", 0.05, 0.8, 0.5]  # tests.service.support.TINY's policy, default thresholds
+TINY_GATE = ["always", 0.05, 0.8, 0.5, 0.4]  # tests.service.support.TINY's policy, default thresholds
 STRICT = {"auto_activate": "gate", "gate_max_drop": 0.0, "gate_min_fidelity": 0.0}
 
 
@@ -91,7 +91,7 @@ def test_gate_holds_a_drop_keeps_the_active_version_and_an_admin_activates_it(
 
     # the next task continues from the held version (its digits are not lost) and is gated against v1
     out = cli(server, capsys, "learners", "update", name, "--gate-max-drop", "1", "--gate-max-to-new", "1")
-    assert "max drop 1.0, max to new 1.0" in out
+    assert "max drop 1.0, max task drop 0.4, max to new 1.0" in out
     third = train(client, name, [4, 5])["result"]["gate"]
     assert third["decision"] == "activated" and third["reasons"] == [] and third["max_to_new"] == 1.0
     v = versions(client, name)
@@ -161,6 +161,7 @@ def test_gate_without_holdouts_checks_fidelity_only_and_says_so(client: TestClie
         ({"gate_min_fidelity": -0.1}, "gate_min_fidelity"),
         ({"gate_max_drop": "much"}, "gate_max_drop"),
         ({"gate_max_to_new": 2}, "gate_max_to_new"),
+        ({"gate_max_task_drop": -1}, "gate_max_task_drop"),
     ],
 )
 def test_gate_settings_out_of_range_are_422_and_change_nothing(
@@ -176,7 +177,7 @@ def test_gate_settings_out_of_range_are_422_and_change_nothing(
     assert r.status_code == 422 and words in r.text, r.text
     assert snapshot(pg_settings) == before
     shown = client.get(f"/v1/learners/{name}", headers=auth()).json()
-    keys = ("auto_activate", "gate_max_drop", "gate_min_fidelity", "gate_max_to_new")
+    keys = ("auto_activate", "gate_max_drop", "gate_min_fidelity", "gate_max_to_new", "gate_max_task_drop")
     assert [shown[k] for k in keys] == TINY_GATE
 
 
