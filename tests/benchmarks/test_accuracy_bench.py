@@ -236,3 +236,24 @@ def test_fidelity_reference_gives_one_class_tasks_a_learner_fidelity(tmp_path):
     plain = json.loads((tmp_path / "plain.json").read_text())["runs"][0]
     assert set(plain["learner_fidelity"].values()) == {None} and "fidelity_reference" not in plain
     assert plain["A_t"] == run["A_t"]  # the judge changes what is measured, not what is learned
+
+
+def test_a_one_class_protocol_reads_its_service_fidelity_target_from_the_measured_runs():
+    """10x1 rows have no service fidelity unless the runs passed --fidelity-reference; the lever runs
+    that did (today's default, measured) give the target its value, and say which seeds."""
+
+    def row(method: str, learner_worst: float | None, seeds: list[int]) -> dict:
+        return {
+            "protocol": "10x1", "train_per_class": 800, "method": method, "seeds": seeds, "tasks": 10,
+            "final_a_mean": 0.83, "min_fidelity_worst": 0.55, "min_fidelity": 0.6,
+            "min_fidelity_relative": 0.96, "oracle_test_accuracy": 0.88, "generator_growth": 1.7,
+            "learner_min_fidelity_worst": learner_worst, "seconds_per_task": 200.0,
+        }  # fmt: skip
+
+    plain = [row("dgmw", None, [0, 1, 2])]
+    assert "learner_fidelity dgmw 10x1 800/class" not in accuracy.evaluate_targets(plain, [])
+    measured = plain + [row("dgmw-one_class_relative", 0.9987, [0, 1, 2])]
+    target = accuracy.evaluate_targets(measured, [])["learner_fidelity dgmw 10x1 800/class"]
+    assert target["value"] == 0.9987 and target["pass"] and "seeds [0, 1, 2]" in target["detail"]
+    low = plain + [row("dgmw-one_class_relative", 0.7, [2])]
+    assert not accuracy.evaluate_targets(low, [])["learner_fidelity dgmw 10x1 800/class"]["pass"]
