@@ -163,7 +163,10 @@ def decide(
         fid_reasons, fid_notes, classes = fidelity_check(
             evidence.fidelity_before, evidence.fidelity_after, min_fidelity
         )
-        new_reasons = new_class_check(evidence.to_new, max_to_new)
+        # only tasks the active version was scored on: a held version's task is all "new" to it
+        new_reasons = new_class_check(
+            {t: share for t, share in evidence.to_new.items() if t in evidence.before}, max_to_new
+        )
         reasons, gated = acc_reasons + new_reasons + fid_reasons, bool(tasks or classes)
         notes += acc_notes + fid_notes
         if evidence.no_holdout:

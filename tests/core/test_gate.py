@@ -180,6 +180,14 @@ def test_gate_new_class_share_at_the_limit_passes_and_the_limit_is_a_parameter()
     assert strict["decision"] == "held" and strict["reasons"] == [{"task": 1, "to_new": 0.5}]
 
 
+def test_gate_new_class_share_counts_only_tasks_the_active_version_was_scored_on():
+    """Version 3 trained from a held version 2 is gated against version 1: task 2's classes are all
+    unknown to version 1, so its holdout is answered with "new" classes by construction."""
+    after_held = evidence(before={1: 0.95}, after={1: 0.95, 2: 0.0}, to_new={1: 0.1, 2: 1.0}, this_task=3)
+    out = decide("gate", after_held, max_drop=0.05, min_fidelity=0.8)
+    assert out["decision"] == "activated" and out["reasons"] == []
+
+
 def test_gate_passes_a_one_class_active_version_that_a_confusable_class_follows():
     """t-shirt, then shirt (the quick start's demo): among the active version's one class every image
     is right, and the fifth of t-shirts now called shirt is what any classifier does."""
