@@ -81,7 +81,9 @@ def accuracy_check(
 ) -> tuple[list[dict[str, Any]], list[str], int]:
     """(reasons, notes, tasks compared): the earlier tasks' mean accuracy if it fell by more than
     max_drop, and each earlier task whose accuracy fell by more than max_task_drop."""
-    reasons, notes, compared = [], [], []
+    reasons: list[dict[str, Any]] = []
+    notes: list[str] = []
+    compared: list[int] = []
     for task in sorted(before):
         if task not in after:  # e.g. a class of it was forgotten: the new version is not scored on it
             notes.append(f"task {task}: the new version was not scored on its holdout, so it is not compared")
