@@ -117,11 +117,13 @@ def cmd_learners_update(args: argparse.Namespace) -> int:
 def gate_line(learner: dict) -> str:
     line = f"activation {learner['auto_activate']}"
     if learner["auto_activate"] == "gate":
-        line += (
-            f" (max drop {learner['gate_max_drop']}, max task drop {learner['gate_max_task_drop']}, "
-            f"max to new {learner['gate_max_to_new']}, "
-            f"min fidelity {learner['gate_min_fidelity']})"
-        )
+        shown = [  # .get: a server from before gate_max_task_drop and gate_max_to_new lacks them
+            ("max drop", learner.get("gate_max_drop")),
+            ("max task drop", learner.get("gate_max_task_drop")),
+            ("max to new", learner.get("gate_max_to_new")),
+            ("min fidelity", learner.get("gate_min_fidelity")),
+        ]
+        line += " (" + ", ".join(f"{k} {v}" for k, v in shown if v is not None) + ")"
     held = learner.get("held_versions") or []
     return line + (f"; held versions: {', '.join(map(str, held))}" if held else "")
 

@@ -208,8 +208,11 @@ class VersionRead(ORMRead):
     purged_at: datetime | None = None
     hold_reasons: list[dict[str, Any]] | None = Field(
         default=None,
-        description='why it was held: {"task": ordinal, "before": accuracy, "after": accuracy}, '
-        '{"class": name, "fidelity": value} or {"policy": "never"}; kept after an admin activates it',
+        description='why it was held: {"tasks": [ordinals], "before": mean accuracy, "after": mean '
+        'accuracy} (earlier tasks\' mean, among the active version\'s classes), {"task": ordinal, "before": '
+        'accuracy, "after": accuracy} (one task), {"task": ordinal, "to_new": share} (answered with new '
+        'classes), {"class": name, "fidelity": value} or {"policy": "never"}; kept after an admin '
+        "activates it",
     )
     created_at: datetime
 

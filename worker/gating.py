@@ -34,7 +34,7 @@ class Scored:
         inside = np.isin(classes, sorted(known))
         if not inside.any():
             return 0.0, 1.0
-        labels = np.asarray(self.labels)
+        labels = np.asarray(self.labels, dtype=str)  # the classes are strings; a stray int must not miss
         answer = classes[inside][self.scores[:, inside].argmax(1)]
         outside = ~inside[self.scores.argmax(1)]
         return float(np.mean(answer == labels)), float(np.mean(outside))

@@ -61,6 +61,16 @@ def test_gate_drop_equal_to_the_threshold_passes_and_zero_threshold_holds_any_dr
     assert decide("gate", gain, max_drop=0.0, min_fidelity=0.8)["decision"] == "activated"
 
 
+def test_gate_one_task_drop_at_max_task_drop_passes_and_one_task_can_give_both_reasons():
+    at = evidence(before={1: 0.9, 2: 0.5}, after={1: 0.5, 2: 0.9})  # the mean holds, task 1 moves 0.4
+    assert decide("gate", at, max_drop=0.05, min_fidelity=0.8)["decision"] == "activated"
+    alone = decide("gate", evidence(before={1: 0.9}, after={1: 0.4}), max_drop=0.05, min_fidelity=0.8)
+    assert alone["reasons"] == [
+        {"tasks": [1], "before": 0.9, "after": 0.4},
+        {"task": 1, "before": 0.9, "after": 0.4},
+    ]
+
+
 def test_gate_holds_a_new_class_below_the_fidelity_threshold():
     low = evidence(fidelity_after={"a": 0.9, "b": 0.85, "c": 0.62})
     out = decide("gate", low, max_drop=0.05, min_fidelity=0.8)
