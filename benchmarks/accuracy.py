@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from benchmarks.machine import describe
+from core.gate import among
 from core.images import SAMPLES_PER_CLASS, render_grid
 from dgm import DGMInputError, Learner, LearnerConfig
 from dgm.baselines import PlainClassifier
@@ -229,17 +230,13 @@ def gate_evidence(scores, classes: list[str], pool: dict, tasks: list[list[str]]
     of task t's classes ("to_new"). With row t - 1 of the accuracy matrix, the regression gate's
     evidence (core/gate.py) as the service would see it on these images. `scores(x)`: N x K softmax
     scores in the order of `classes`."""
-    earlier = tasks[:t]
-    known = [c for task in earlier for c in task]
-    keep = np.isin(pool["y_test"], known)
+    known = {c for task in tasks[:t] for c in task}
+    keep = np.isin(pool["y_test"], sorted(known))
     y, probs = pool["y_test"][keep], np.asarray(scores(pool["x_test"][keep]))
-    cols = [classes.index(c) for c in known]
-    answer = np.asarray(known)[probs[:, cols].argmax(1)]
-    new = np.isin(np.asarray(classes)[probs.argmax(1)], tasks[t])
-    return {
-        "known": [float(np.mean(answer[np.isin(y, task)] == y[np.isin(y, task)])) for task in earlier],
-        "to_new": [float(np.mean(new[np.isin(y, task)])) for task in earlier],
-    }
+    per_task = [
+        among(list(y[np.isin(y, task)]), probs[np.isin(y, task)], classes, known) for task in tasks[:t]
+    ]
+    return {"known": [acc for acc, _ in per_task], "to_new": [share for _, share in per_task]}
 
 
 def run_metrics(matrix: list[list[float]], class_matrix: list[list], tasks: list[list[str]]) -> dict:

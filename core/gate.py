@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import numpy as np
+
 POLICIES = ("gate", "always", "never")
 DEFAULT_MAX_DROP = 0.05
 DEFAULT_MAX_TASK_DROP = 0.4
@@ -74,6 +76,18 @@ class Evidence:
     this_task: int | None = None
     this_task_holdout: bool = True
     to_new: dict[int, float] = field(default_factory=dict)
+
+
+def among(labels: list[str], scores: np.ndarray, classes: list[str], known: set[str]) -> tuple[float, float]:
+    """A version on one holdout (`scores`: N x K, columns in the order of `classes`): its accuracy when it
+    may answer only the classes in `known`, and the share of the holdout it answers outside them."""
+    names = np.asarray(classes)
+    inside = np.isin(names, sorted(known))
+    if not inside.any():
+        return 0.0, 1.0
+    answer = names[inside][scores[:, inside].argmax(1)]
+    outside = ~inside[scores.argmax(1)]
+    return float(np.mean(answer == np.asarray(labels, dtype=str))), float(np.mean(outside))
 
 
 def accuracy_check(

@@ -20,24 +20,21 @@ from core.orm import Evaluation, Learner, ModelVersion, Task
 
 @dataclass
 class Scored:
-    """The new version on one earlier task's holdout: its accuracy over every class it knows, the
-    holdout's labels, and its softmax scores (N x K, columns in the order of `classes`)."""
+    """The new version on one earlier task's holdout: the holdout's labels and the version's softmax
+    scores (N x K, columns in the order of `classes`)."""
 
-    accuracy: float
     labels: list[str]
     scores: np.ndarray
     classes: list[str]
 
+    @property
+    def accuracy(self) -> float:
+        """Over every class the version knows: the accuracy matrix's entry."""
+        return self.among(set(self.classes))[0]
+
     def among(self, known: set[str]) -> tuple[float, float]:
         """(accuracy when it may answer only the classes in `known`, share it answers outside them)."""
-        classes = np.asarray(self.classes)
-        inside = np.isin(classes, sorted(known))
-        if not inside.any():
-            return 0.0, 1.0
-        labels = np.asarray(self.labels, dtype=str)  # the classes are strings; a stray int must not miss
-        answer = classes[inside][self.scores[:, inside].argmax(1)]
-        outside = ~inside[self.scores.argmax(1)]
-        return float(np.mean(answer == labels)), float(np.mean(outside))
+        return gate.among(self.labels, self.scores, self.classes, known)
 
 
 def parent_version(s: Session, learner: Learner) -> ModelVersion | None:

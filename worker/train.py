@@ -237,9 +237,7 @@ def evaluate(learner: Any, store: ArtifactStore, holdouts: list[tuple[int, str]]
         x, raw = load_arrays(store.path(uri))
         labels = normalise_labels(raw, len(x))
         if labels and set(labels) <= set(learner.classes):
-            predicted, scores = learner.predict(x)
-            right = float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
-            out[task_id] = gating.Scored(right, labels, scores, list(learner.classes))
+            out[task_id] = gating.Scored(labels, learner.predict(x)[1], list(learner.classes))
     return out
 
 
