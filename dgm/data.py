@@ -24,6 +24,7 @@ FASHION_MNIST_CLASSES = (
     "bag",
     "ankle-boot",
 )
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _IDX_DTYPES: dict[int, DTypeLike] = {
     0x08: np.uint8,
     0x09: np.int8,
@@ -48,6 +49,18 @@ def load_idx(path: str | Path) -> np.ndarray:
     if data.size != int(np.prod(dims)):
         raise DGMInputError(f"{path}: header says {dims} but holds {data.size} values")
     return data.reshape(dims)
+
+
+def save_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8 array as one IDX file (gzipped when the name ends in .gz); load_idx reads it back."""
+    path = Path(path)
+    array = np.ascontiguousarray(array)
+    if array.dtype != np.uint8:
+        raise DGMInputError(f"{path}: save_idx writes uint8 arrays, got {array.dtype}")
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
 
 
 def load_mnist_like(root: str | Path = FASHION_MNIST_DIR) -> dict[str, np.ndarray]:
