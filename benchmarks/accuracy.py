@@ -40,8 +40,8 @@ from core.images import SAMPLES_PER_CLASS, render_grid
 from dgm import DGMInputError, Learner, LearnerConfig
 from dgm.baselines import PlainClassifier
 from dgm.data import (
+    CLASS_NAMES,
     DIGIT_WORDS,
-    FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIR,
     class_incremental,
     load_mnist_like,
@@ -143,9 +143,6 @@ TARGETS = {
 
 
 # ----- data ------------------------------------------------------------------------------------
-LABELS = {"fashion": FASHION_MNIST_CLASSES, "digits": DIGIT_WORDS}  # --labels: names of IDX classes 0-9
-
-
 def load_pool(args: argparse.Namespace) -> dict[str, Any]:
     """Every training and test image with string labels, and the class order of the task splits."""
     if args.quick:
@@ -159,7 +156,7 @@ def load_pool(args: argparse.Namespace) -> dict[str, Any]:
             "classes": list(DIGIT_WORDS),
         }  # fmt: skip
     data = load_mnist_like(args.data_dir)
-    names = np.array(LABELS[args.labels])  # labels whose sorted order is not the class order
+    names = np.array(CLASS_NAMES[args.labels])  # labels whose sorted order is not the class order
     return {
         "x_train": data["x_train"], "y_train": names[data["y_train"]],
         "x_test": data["x_test"], "y_test": names[data["y_test"]], "classes": list(names),
@@ -868,7 +865,7 @@ def parse(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR), help="folder with the four IDX files")
     p.add_argument(
-        "--labels", choices=sorted(LABELS), default="fashion",
+        "--labels", choices=sorted(CLASS_NAMES), default="fashion",
         help="names of the IDX classes 0-9: Fashion-MNIST's, or digit words (zero..nine) for digit sets",
     )  # fmt: skip
     p.add_argument("--protocols", nargs="+", default=None, choices=list(PROTOCOLS), help="default 5x2 10x1")

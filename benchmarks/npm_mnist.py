@@ -21,14 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dgm.data import save_idx
-
-FILES = {
-    "x_train": "train-images-idx3-ubyte.gz",
-    "y_train": "train-labels-idx1-ubyte.gz",
-    "x_test": "t10k-images-idx3-ubyte.gz",
-    "y_test": "t10k-labels-idx1-ubyte.gz",
-}
+from dgm.data import MNIST_FILES, save_idx
 
 
 def read_digit(path: Path) -> np.ndarray:
@@ -42,7 +35,7 @@ def read_digit(path: Path) -> np.ndarray:
 def convert(package: Path, out: Path, test_per_class: int, seed: int) -> dict[str, int]:
     folder = package / "src" / "digits"
     rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in FILES}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in MNIST_FILES}
     counts = {}
     for c in range(10):
         x = read_digit(folder / f"{c}.json")
@@ -56,8 +49,8 @@ def convert(package: Path, out: Path, test_per_class: int, seed: int) -> dict[st
         parts["y_test"].append(np.full(len(test), c, np.uint8))
         counts[str(c)] = len(train)
     out.mkdir(parents=True, exist_ok=True)
-    for key, name in FILES.items():
-        save_idx(out / name, np.concatenate(parts[key]))
+    for key, stem in MNIST_FILES.items():
+        save_idx(out / f"{stem}.gz", np.concatenate(parts[key]))
     return counts
 
 

@@ -39,7 +39,7 @@ from PIL import Image
 
 from benchmarks.machine import describe
 from benchmarks.serve import embedded_env, start_serve
-from dgm.data import DIGIT_WORDS, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_mnist_like
+from dgm.data import CLASS_NAMES, DIGIT_WORDS, FASHION_MNIST_DIR, load_mnist_like
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "walkthrough-admin-key"
@@ -74,9 +74,6 @@ def digits_data(seed: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-LABELS = {"fashion": FASHION_MNIST_CLASSES, "digits": DIGIT_WORDS}  # names of IDX classes 0-9
-
-
 def idx_data(data_dir: str, per_class: int, seed: int, labels: str) -> dict[str, Any]:
     d = load_mnist_like(data_dir)
     rng = np.random.default_rng(seed)
@@ -88,7 +85,7 @@ def idx_data(data_dir: str, per_class: int, seed: int, labels: str) -> dict[str,
         keep.append(pool[:per_class])
     keep = np.concatenate(keep)
     return {
-        "names": list(LABELS[labels]),
+        "names": list(CLASS_NAMES[labels]),
         "x_train": d["x_train"][keep], "y_train": d["y_train"][keep],
         "x_test": d["x_test"], "y_test": d["y_test"],
     }  # fmt: skip
@@ -246,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )  # fmt: skip
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
     p.add_argument(
-        "--labels", choices=sorted(LABELS), default=None,
+        "--labels", choices=sorted(CLASS_NAMES), default=None,
         help="names of IDX classes 0-9 (default: fashion for --data fashion, digits for --data idx)",
     )  # fmt: skip
     p.add_argument("--per-class", type=int, default=800, help="fashion, idx: images per class uploaded")

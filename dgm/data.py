@@ -25,6 +25,15 @@ FASHION_MNIST_CLASSES = (
     "ankle-boot",
 )
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# names for an IDX set's classes 0-9 (the benchmarks' --labels); their sorted order is not the class order
+CLASS_NAMES = {"fashion": FASHION_MNIST_CLASSES, "digits": DIGIT_WORDS}
+# the four standard IDX files of an MNIST-style set, without the optional .gz
+MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
 _IDX_DTYPES: dict[int, DTypeLike] = {
     0x08: np.uint8,
     0x09: np.int8,
@@ -66,14 +75,8 @@ def save_idx(path: str | Path, array: np.ndarray) -> None:
 def load_mnist_like(root: str | Path = FASHION_MNIST_DIR) -> dict[str, np.ndarray]:
     """x_train (60000, 28, 28) uint8, y_train, x_test, y_test from the four standard IDX files in `root`."""
     root = Path(root)
-    names = {
-        "x_train": "train-images-idx3-ubyte",
-        "y_train": "train-labels-idx1-ubyte",
-        "x_test": "t10k-images-idx3-ubyte",
-        "y_test": "t10k-labels-idx1-ubyte",
-    }
     out = {}
-    for key, stem in names.items():
+    for key, stem in MNIST_FILES.items():
         candidates = [root / f"{stem}.gz", root / stem]
         found = next((p for p in candidates if p.exists()), None)
         if found is None:
