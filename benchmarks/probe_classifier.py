@@ -17,15 +17,17 @@ import argparse
 import json
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.accuracy import load_pool
 from benchmarks.machine import describe
 from dgm import Learner
 from dgm.consolidate import consolidate
-from dgm.data import CLASS_NAMES, FASHION_MNIST_DIR, load_mnist_like
+from dgm.data import CLASS_NAMES, FASHION_MNIST_DIR
 
 # name -> LearnerConfig overrides of the classifier step (the generator is never touched); every variant
 # trains through dgm.consolidate, so a variant worth keeping is one preset entry away. Variants that
@@ -115,8 +117,8 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = load_mnist_like(args.data_dir)
-    x, y = data["x_test"], np.array(CLASS_NAMES[args.labels])[data["y_test"]]
+    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir, labels=args.labels))
+    x, y = pool["x_test"], pool["y_test"]
     results = {"machine": describe(), "variants": {n: VARIANTS[n] for n in args.variants}, "probes": []}
     for path in args.checkpoints:
         results["probes"].append(probe(path, args.variants, args.reps, x, y, args.first_rep))

@@ -28,7 +28,7 @@ import torch
 from benchmarks.accuracy import load_pool, subsample
 from benchmarks.machine import describe
 from dgm import Learner, images
-from dgm.data import FASHION_MNIST_DIR, select
+from dgm.data import CLASS_NAMES, FASHION_MNIST_DIR, select
 from dgm.fidelity import oracle, score
 
 RECIPES = {"before": {"noise": 0.0, "decay": False}, "now": {}}
@@ -44,6 +44,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probe_fidelity_judge", description=__doc__)
     p.add_argument("checkpoint")
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
+    p.add_argument("--labels", choices=sorted(CLASS_NAMES), default="fashion", help="as the run's --labels")
     p.add_argument("--size", type=int, required=True, help="training images per class of the run")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the checkpoint's)")
     p.add_argument("--judges", type=int, default=25, help="judges per task and recipe")
@@ -57,7 +58,7 @@ def main(argv=None) -> dict:
     elif args.seed != learner.seed:
         p.error(f"--seed {args.seed}, but the checkpoint's learner was built with seed {learner.seed}")
     cfg, gen = learner.config, learner.generator
-    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
+    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir, labels=args.labels))
     x_train, y_train = subsample(pool, args.size, args.seed)
     index = {c: i for i, c in enumerate(learner.classes)}
     out = {"machine": describe(), "args": dict(vars(args)), "tasks": []}

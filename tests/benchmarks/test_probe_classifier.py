@@ -1,17 +1,20 @@
-"""benchmarks.probe_classifier on a digit set: the checkpoint's classes are found under the chosen names."""
+"""The offline probes (probe_classifier, probe_fidelity_judge) on a digit set read with --labels."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from benchmarks import probe_classifier
+from benchmarks import probe_classifier, probe_fidelity_judge
 from dgm import Learner, LearnerConfig
 from dgm.data import DIGIT_WORDS, MNIST_FILES, save_idx
 
 
-def test_probe_scores_a_digit_checkpoint_on_the_real_test_images_of_its_classes(tmp_path):
+@pytest.fixture
+def checkpoint(tmp_path) -> tuple[Path, Path]:
+    """A tiny learner that learned digits three and five, and an IDX folder of sklearn's digits."""
     d = load_digits()
     x, y = (d.images / 16 * 255).astype(np.uint8), d.target
     cfg = LearnerConfig.preset("tiny", image_shape=(1, 8, 8), epochs=1, steps=0, consolidate_epochs=1)
@@ -24,10 +27,13 @@ def test_probe_scores_a_digit_checkpoint_on_the_real_test_images_of_its_classes(
     arrays = {"x_train": x[:1200], "y_train": y[:1200], "x_test": x[1200:], "y_test": y[1200:]}
     for key, array in arrays.items():
         save_idx(folder / f"{MNIST_FILES[key]}.gz", array.astype(np.uint8))
+    return tmp_path / "ckpt.safetensors", folder
 
+
+def test_probe_scores_a_digit_checkpoint_on_the_real_test_images_of_its_classes(tmp_path, checkpoint):
+    ckpt, folder = checkpoint
     out = tmp_path / "probe.json"
-    argv = [str(tmp_path / "ckpt.safetensors"), "--data-dir", str(folder), "--variants", "base",
-            "--reps", "1", "--out", str(out)]  # fmt: skip
+    argv = [str(ckpt), "--data-dir", str(folder), "--variants", "base", "--reps", "1", "--out", str(out)]
     result = probe_classifier.main([*argv, "--labels", "digits"])
     probe = result["probes"][0]
     assert sorted(probe["classes"]) == ["five", "three"] and json.loads(out.read_text()) == result
@@ -38,3 +44,12 @@ def test_probe_scores_a_digit_checkpoint_on_the_real_test_images_of_its_classes(
     # under Fashion-MNIST's names the same folder holds no image of either class: refused, naming both
     with pytest.raises(SystemExit, match=r"no image of \['five', 'three'\]; is --labels right"):
         probe_classifier.main([*argv, "--labels", "fashion"])
+
+
+def test_fidelity_judge_probe_reads_the_same_folder_under_digit_words(tmp_path, checkpoint):
+    ckpt, folder = checkpoint
+    out = tmp_path / "judge.json"
+    probe_fidelity_judge.main([str(ckpt), "--data-dir", str(folder), "--labels", "digits", "--size", "40",
+                               "--judges", "1", "--recipes", "now", "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["args"]["labels"] == "digits" and len(result["tasks"]) == 1
