@@ -859,15 +859,19 @@ def publish(results: dict, out: Path) -> None:
 
 
 # ----- the command -----------------------------------------------------------------------------
+def add_labels_argument(p: argparse.ArgumentParser, which: str, default: str | None = "fashion") -> None:
+    """--labels: the names the IDX classes 0-9 take (CLASS_NAMES), here and in the probes that reread a
+    run's data (which: what the help says of the choice)."""
+    help = f"names of the IDX classes 0-9: {which}"
+    p.add_argument("--labels", choices=sorted(CLASS_NAMES), default=default, help=help)
+
+
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="dgm bench accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR), help="folder with the four IDX files")
-    p.add_argument(
-        "--labels", choices=sorted(CLASS_NAMES), default="fashion",
-        help="names of the IDX classes 0-9: Fashion-MNIST's, or digit words (zero..nine) for digit sets",
-    )  # fmt: skip
+    add_labels_argument(p, "Fashion-MNIST's, or digit words (zero..nine) for digit sets")
     p.add_argument("--protocols", nargs="+", default=None, choices=list(PROTOCOLS), help="default 5x2 10x1")
     p.add_argument(
         "--train-per-class", "--sizes", dest="sizes", nargs="+", type=int, default=None,

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.accuracy import load_pool
+from benchmarks.accuracy import add_labels_argument, load_pool
 from benchmarks.machine import describe
 from dgm import Learner
 from dgm.consolidate import consolidate
-from dgm.data import CLASS_NAMES, FASHION_MNIST_DIR
+from dgm.data import FASHION_MNIST_DIR
 
 # name -> LearnerConfig overrides of the classifier step (the generator is never touched); every variant
 # trains through dgm.consolidate, so a variant worth keeping is one preset entry away. Variants that
@@ -109,10 +109,7 @@ def main(argv=None) -> dict:
     p.add_argument("--reps", type=int, default=2, help="classifier retrainings per variant (seeds)")
     p.add_argument("--first-rep", type=int, default=0, help="classifier seed of the first repetition")
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
-    p.add_argument(
-        "--labels", choices=sorted(CLASS_NAMES), default="fashion",
-        help="names of the IDX classes 0-9, as the checkpoint's run used them (benchmarks.accuracy --labels)",
-    )  # fmt: skip
+    add_labels_argument(p, "as the checkpoint's run used them (benchmarks.accuracy --labels)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.accuracy import load_pool, subsample
+from benchmarks.accuracy import add_labels_argument, load_pool, subsample
 from benchmarks.machine import describe
 from dgm import Learner, images
-from dgm.data import CLASS_NAMES, FASHION_MNIST_DIR, select
+from dgm.data import FASHION_MNIST_DIR, select
 from dgm.fidelity import oracle, score
 
 RECIPES = {"before": {"noise": 0.0, "decay": False}, "now": {}}
@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probe_fidelity_judge", description=__doc__)
     p.add_argument("checkpoint")
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
-    p.add_argument("--labels", choices=sorted(CLASS_NAMES), default="fashion", help="as the run's --labels")
+    add_labels_argument(p, "as the run's --labels")
     p.add_argument("--size", type=int, required=True, help="training images per class of the run")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the checkpoint's)")
     p.add_argument("--judges", type=int, default=25, help="judges per task and recipe")

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from benchmarks.accuracy import add_labels_argument
 from benchmarks.machine import describe
 from benchmarks.serve import embedded_env, start_serve
 from dgm.data import CLASS_NAMES, DIGIT_WORDS, FASHION_MNIST_DIR, load_mnist_like
@@ -242,10 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="digits: scikit-learn's; fashion: Fashion-MNIST; idx: any four IDX files in --data-dir",
     )  # fmt: skip
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
-    p.add_argument(
-        "--labels", choices=sorted(CLASS_NAMES), default=None,
-        help="names of IDX classes 0-9 (default: fashion for --data fashion, digits for --data idx)",
-    )  # fmt: skip
+    add_labels_argument(p, "default fashion for --data fashion, digits for --data idx", default=None)
     p.add_argument("--per-class", type=int, default=800, help="fashion, idx: images per class uploaded")
     p.add_argument("--tasks", type=int, default=5, help="tasks of two classes (at most 5)")
     p.add_argument("--seed", type=int, default=0)
