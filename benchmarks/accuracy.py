@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.labels import add_labels_argument
 from benchmarks.machine import describe
 from core.gate import among
 from core.images import SAMPLES_PER_CLASS, render_grid
@@ -145,7 +146,7 @@ TARGETS = {
 # ----- data ------------------------------------------------------------------------------------
 def load_pool(args: argparse.Namespace) -> dict[str, Any]:
     """Every training and test image with string labels, and the class order of the task splits."""
-    if args.quick:
+    if getattr(args, "quick", False):  # the probes' arguments have no --quick
         from benchmarks.digits import glyph_digits
 
         x_train, y_train = glyph_digits(per_class=max(args.sizes) + 20, seed=0)
@@ -859,13 +860,6 @@ def publish(results: dict, out: Path) -> None:
 
 
 # ----- the command -----------------------------------------------------------------------------
-def add_labels_argument(p: argparse.ArgumentParser, which: str, default: str | None = "fashion") -> None:
-    """--labels: the names the IDX classes 0-9 take (CLASS_NAMES), here and in the probes that reread a
-    run's data (which: what the help says of the choice)."""
-    help = f"names of the IDX classes 0-9: {which}"
-    p.add_argument("--labels", choices=sorted(CLASS_NAMES), default=default, help=help)
-
-
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="dgm bench accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -17,13 +17,13 @@ import argparse
 import json
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.accuracy import add_labels_argument, load_pool
+from benchmarks.accuracy import load_pool
+from benchmarks.labels import add_labels_argument
 from benchmarks.machine import describe
 from dgm import Learner
 from dgm.consolidate import consolidate
@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir, labels=args.labels))
+    pool = load_pool(args)
     x, y = pool["x_test"], pool["y_test"]
     results = {"machine": describe(), "variants": {n: VARIANTS[n] for n in args.variants}, "probes": []}
     for path in args.checkpoints:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.accuracy import add_labels_argument, load_pool, subsample
+from benchmarks.accuracy import load_pool, subsample
+from benchmarks.labels import add_labels_argument
 from benchmarks.machine import describe
 from dgm import Learner, images
 from dgm.data import FASHION_MNIST_DIR, select
@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     elif args.seed != learner.seed:
         p.error(f"--seed {args.seed}, but the checkpoint's learner was built with seed {learner.seed}")
     cfg, gen = learner.config, learner.generator
-    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir, labels=args.labels))
+    pool = load_pool(args)
     x_train, y_train = subsample(pool, args.size, args.seed)
     index = {c: i for i, c in enumerate(learner.classes)}
     out = {"machine": describe(), "args": dict(vars(args)), "tasks": []}

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.accuracy import add_labels_argument
+from benchmarks.labels import add_labels_argument
 from benchmarks.machine import describe
 from benchmarks.serve import embedded_env, start_serve
 from dgm.data import CLASS_NAMES, DIGIT_WORDS, FASHION_MNIST_DIR, load_mnist_like
