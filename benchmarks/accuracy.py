@@ -144,20 +144,22 @@ TARGETS = {
 
 
 # ----- data ------------------------------------------------------------------------------------
-def load_pool(args: argparse.Namespace) -> dict[str, Any]:
-    """Every training and test image with string labels, and the class order of the task splits."""
-    if getattr(args, "quick", False):  # the probes' arguments have no --quick
+def load_pool(data_dir: str | Path, labels: str = "fashion", quick_per_class: int = 0) -> dict[str, Any]:
+    """Every training and test image with string labels (the names CLASS_NAMES[labels] gives the IDX
+    classes 0-9), and the class order of the task splits. quick_per_class > 0: --quick's Pillow-drawn
+    digits instead, that many training images per class (data_dir unread)."""
+    if quick_per_class:
         from benchmarks.digits import glyph_digits
 
-        x_train, y_train = glyph_digits(per_class=max(args.sizes) + 20, seed=0)
+        x_train, y_train = glyph_digits(per_class=quick_per_class, seed=0)
         x_test, y_test = glyph_digits(per_class=30, seed=1)
         names = np.array(DIGIT_WORDS)
         return {
             "x_train": x_train, "y_train": names[y_train], "x_test": x_test, "y_test": names[y_test],
             "classes": list(DIGIT_WORDS),
         }  # fmt: skip
-    data = load_mnist_like(args.data_dir)
-    names = np.array(CLASS_NAMES[args.labels])  # labels whose sorted order is not the class order
+    data = load_mnist_like(data_dir)
+    names = np.array(CLASS_NAMES[labels])  # labels whose sorted order is not the class order
     return {
         "x_train": data["x_train"], "y_train": names[data["y_train"]],
         "x_test": data["x_test"], "y_test": names[data["y_test"]], "classes": list(names),
@@ -1053,7 +1055,7 @@ def main(argv=None) -> dict:
         check_compatible(previous.get("settings", {}), results["settings"], f"--resume {out}")
         results["runs"], results["masked_step"] = previous["runs"], previous.get("masked_step", [])
         print(f"resuming {out}: {len(results['runs'])} runs kept", flush=True)
-    pool = load_pool(args)
+    pool = load_pool(args.data_dir, args.labels, max(args.sizes) + 20 if args.quick else 0)
     shape = (1, *pool["x_train"].shape[1:3])
     timed = {m["variant"] for m in results["masked_step"]}
     if not args.no_step_timing:

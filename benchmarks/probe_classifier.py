@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    pool = load_pool(args)
+    pool = load_pool(args.data_dir, args.labels)
     x, y = pool["x_test"], pool["y_test"]
     results = {"machine": describe(), "variants": {n: VARIANTS[n] for n in args.variants}, "probes": []}
     for path in args.checkpoints:

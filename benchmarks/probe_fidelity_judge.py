@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     elif args.seed != learner.seed:
         p.error(f"--seed {args.seed}, but the checkpoint's learner was built with seed {learner.seed}")
     cfg, gen = learner.config, learner.generator
-    pool = load_pool(args)
+    pool = load_pool(args.data_dir, args.labels)
     x_train, y_train = subsample(pool, args.size, args.seed)
     index = {c: i for i, c in enumerate(learner.classes)}
     out = {"machine": describe(), "args": dict(vars(args)), "tasks": []}

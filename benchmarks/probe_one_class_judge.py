@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ def saved_run(checkpoint: str, data_dir: str, size: int, n_holdout: int) -> tupl
     `size` per class, drawn by its seed) and `n_holdout` images per class that the run left out (the
     service's kept holdout)."""
     learner = Learner.load(checkpoint, device="cpu")
-    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=data_dir))
+    pool = load_pool(data_dir)
     seed = learner.seed
     return learner, pool, subsample(pool, size, seed), held_out(pool, size, seed, n_holdout)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import types
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cfg = LearnerConfig.preset("small", image_shape=(1, 28, 28))
-    pool = load_pool(types.SimpleNamespace(quick=False, data_dir=args.data_dir))
+    pool = load_pool(args.data_dir)
     out = {"machine": describe(), "args": {k: str(v) for k, v in vars(args).items()}, "known": KNOWN}
     out["rows"] = []
     x_known_test, _ = task_images(pool["x_test"], pool["y_test"], KNOWN, cfg.image_shape)

