@@ -103,6 +103,11 @@ LEVERS: dict[str, dict[str, Any]] = {
         "overrides": {"reuse_start": 0.0},
         "description": "new tasks' mask embeddings start at 0 (official), not favouring reserved weights",
     },
+    "own_code_rows": {
+        "overrides": {"own_code_rows": True},
+        "description": "conv1's rows fed by a new task's own one-hot codes train even where an earlier task "
+        "reserved them (no finished task reads them), so a new class gets a learned input to every conv1 unit",
+    },
     "aux_g": {
         "overrides": {"aux_g": True},
         "description": "the generator's loss also takes cross-entropy through the critic's class head, "
@@ -883,6 +888,9 @@ def parse(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--levers", nargs="+", default=None, metavar="NAME", help="run only these levers")
     p.add_argument(
+        "--lever-variant", default="dgmw", choices=("dgmw", "dgma"), help="the mask variant levers run on"
+    )
+    p.add_argument(
         "--lever", nargs="+", action="append", default=[], metavar=("NAME", "KEY=JSON"),
         help="an extra lever: --lever no_sparsity lam=0 (repeatable)",
     )  # fmt: skip
@@ -995,7 +1003,8 @@ def merge(paths: list[str], out: Path) -> dict:
 
 
 def run_one(args, pool: dict, shape, seed: int, size: int, protocol: str, method: str, oracle) -> dict:
-    """One run: `method` (dgmw, dgma, joint, finetune or dgmw-<lever>) on one protocol, size and seed."""
+    """One run: `method` (dgmw, dgma, joint, finetune, dgmw-<lever> or dgma-<lever>) on one protocol, size
+    and seed."""
     x_train, y_train = subsample(pool, size, seed)
     tasks = class_incremental(y_train, PROTOCOLS[protocol], order=pool["classes"])[: args.max_tasks or None]
     label = f"{protocol} {size}/class seed {seed} {method}"
@@ -1004,7 +1013,7 @@ def run_one(args, pool: dict, shape, seed: int, size: int, protocol: str, method
         "tasks": tasks, "x_train": x_train, "y_train": y_train, "pool": pool, "seed": seed, "shape": shape,
         "oracle": oracle, "label": label, "size": size,
     }  # fmt: skip
-    _, _, lever = method.partition("-")
+    variant, _, lever = method.partition("-")
     overrides = args.lever_defs[lever]["overrides"] if lever else {}
     if lever and LearnerConfig.preset(args.preset, **args.set) == LearnerConfig.preset(
         args.preset, **{**args.set, **overrides}
@@ -1014,7 +1023,7 @@ def run_one(args, pool: dict, shape, seed: int, size: int, protocol: str, method
     if method in ("joint", "finetune"):
         res = run_baseline(args, ctx, method)
     else:
-        res = run_dgm(args, ctx, "dgmw" if lever else method, overrides)
+        res = run_dgm(args, ctx, variant, overrides)
     run = {
         "protocol": protocol,
         "train_per_class": size,
@@ -1071,7 +1080,7 @@ def main(argv=None) -> dict:
         return oracles[seed]
 
     done = {run_key(r) for r in results["runs"]}
-    methods = [*args.methods, *(f"dgmw-{lever}" for lever in args.lever_defs)]
+    methods = [*args.methods, *(f"{args.lever_variant}-{lever}" for lever in args.lever_defs)]
     for seed in args.seeds:
         for size in args.sizes:
             for protocol in args.protocols:

@@ -44,6 +44,12 @@ class LearnerConfig:
     # above the level the rule keeps. On: that surplus pays the next claims before the network grows
     # again, so free capacity stays constant instead of drifting up (off: METHOD.md section 5 as written)
     carry_surplus: bool = False
+    # Slot k of the latent's one-hot is 1 only for the class coded k and 0 for every other class, so the
+    # conv1 weights fed by the open task's own slots are read by no finished task. On: they train even
+    # where an earlier task reserved the weight (DGMw) or its unit (DGMa), which gives a new class a
+    # learned input to every conv1 unit instead of the frozen random weights an earlier task left behind.
+    # Earlier tasks' samples stay bit-identical. Off: every reserved weight frozen, as METHOD.md
+    own_code_rows: bool = False
     # the generator this task leaves behind is an exponential moving average of its trained weights,
     # heads and BatchNorm affines over the task's steps (decay per step; 0: the last step's weights, as
     # METHOD.md). Training itself is unchanged; reserved weights get no update, so their average is

@@ -272,18 +272,31 @@ class Generator(nn.Module):
 
     # ----- protecting earlier tasks -------------------------------------------------------------
     def gradient_multipliers(self) -> list[torch.Tensor]:
-        """Per weight: 0 where an earlier task reserved it, 1 where it is free (METHOD.md §3.2-3.3)."""
+        """Per weight: 0 where an earlier task reserved it, 1 where it is free (METHOD.md §3.2-3.3).
+
+        With `cfg.own_code_rows`, conv1's rows fed by the open task's own latent codes are 1 as well:
+        no finished task's latent has a 1 in those slots, so none reads them.
+        """
         if self.cfg.variant == "dgmw":
-            return [(~c).float() for c in self.cumulative]
-        out = []
-        for l, cum in enumerate(self.cumulative):
-            o = cum.float().view(1, -1, 1, 1)
-            if l == 0:  # input is the latent: nothing upstream to protect
-                out.append(1 - o.expand_as(self.weights[0]))
-            else:
-                prev = self.cumulative[l - 1].float().view(-1, 1, 1, 1)
-                out.append(1 - torch.minimum(prev, o).expand_as(self.weights[l]))
-        return [m.contiguous() for m in out]
+            out = [(~c).float() for c in self.cumulative]
+        else:
+            out = []
+            for l, cum in enumerate(self.cumulative):
+                o = cum.float().view(1, -1, 1, 1)
+                if l == 0:  # input is the latent: nothing upstream to protect
+                    out.append(1 - o.expand_as(self.weights[0]))
+                else:
+                    prev = self.cumulative[l - 1].float().view(-1, 1, 1, 1)
+                    out.append(1 - torch.minimum(prev, o).expand_as(self.weights[l]))
+            out = [m.contiguous() for m in out]
+        if self.cfg.own_code_rows and self.training_task is not None:
+            out[0][self.open_code_rows()] = 1.0
+        return out
+
+    def open_code_rows(self) -> list[int]:
+        """The latent slots (conv1 input rows) that code the open task's classes."""
+        task = self.training_task
+        return [] if task is None else [self.class_codes[c] for c in self.task_class_ids(task)]
 
     @torch.no_grad()
     def block_gradients(self, multipliers: list[torch.Tensor]) -> None:

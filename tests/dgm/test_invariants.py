@@ -14,12 +14,15 @@ def _old_outputs(learner, classes, n=8):
     return generate(learner.generator, classes, n, rng)
 
 
-@pytest.mark.parametrize("g_ema", [0.0, 0.9])
+@pytest.mark.parametrize(("g_ema", "own_code_rows"), [(0.0, False), (0.9, False), (0.0, True)])
 @pytest.mark.parametrize("variant", ["dgmw", "dgma"])
-def test_generator_old_classes_bit_identical_after_new_task_and_expansion(digits, variant, g_ema):
+def test_generator_old_classes_bit_identical_after_new_task_and_expansion(
+    digits, variant, g_ema, own_code_rows
+):
     # reuse_start 0 (the official all-zero start): later tasks claim free weights, so the network grows;
-    # g_ema: the averaged weights a task leaves behind must not touch what earlier tasks reserved
-    learner = tiny_learner(variant, reuse_start=0.0, g_ema=g_ema)
+    # g_ema: the averaged weights a task leaves behind must not touch what earlier tasks reserved;
+    # own_code_rows: later tasks train their own code rows of conv1 even where reserved
+    learner = tiny_learner(variant, reuse_start=0.0, g_ema=g_ema, own_code_rows=own_code_rows)
     learner.learn_task(*task_data(digits, [0, 1]))
     before = _old_outputs(learner, [0, 1])
     widths_before = list(learner.generator.widths)
@@ -49,6 +52,32 @@ def test_reserved_weights_bit_identical_after_next_task(digits, variant, g_ema):
         for l, (f, b) in enumerate(zip(frozen, free_before, strict=True))
     ]
     assert any(moved), "free weights should still be trained"
+
+
+def test_own_code_rows_train_where_reserved_and_nothing_else_reserved_moves(digits):
+    # DGMa: a reserved conv1 unit freezes every row into it, the later classes' code rows included.
+    # (DGMw reserves per weight, and no gradient but the sparsity term's reaches an unused code row, so
+    # a first task leaves those rows free: nothing to show there.)
+    learner = tiny_learner("dgma", own_code_rows=True)
+    learner.learn_task(*task_data(digits, [0, 1]))
+    gen = learner.generator
+    frozen = [(1 - m).bool() for m in gen.gradient_multipliers()]  # no task open: every reserved weight
+    before = [w.detach().clone() for w in gen.weights]
+    learner.learn_task(*task_data(digits, [2, 3]))
+    rows = [gen.class_codes[c] for c in gen.task_class_ids(1)]
+    assert len(rows) == 2 and not set(rows) & {gen.class_codes[c] for c in gen.task_class_ids(0)}
+    w0 = gen.weights[0].detach()[:, : before[0].shape[1]]
+    reserved_rows = frozen[0][rows]
+    assert reserved_rows.any(), "task 1 reserved nothing on task 2's code rows: the test shows nothing"
+    assert not torch.equal(w0[rows][reserved_rows], before[0][rows][reserved_rows]), (
+        "the new classes' code rows should train where task 1 reserved them"
+    )
+    others = torch.ones(frozen[0].shape[0], dtype=torch.bool)
+    others[rows] = False
+    assert torch.equal(w0[others][frozen[0][others]], before[0][others][frozen[0][others]])
+    for l in (1, 2):
+        w = gen.weights[l].detach()[: before[l].shape[0], : before[l].shape[1]]
+        assert torch.equal(w[frozen[l]], before[l][frozen[l]])
 
 
 @pytest.mark.parametrize("variant", ["dgmw", "dgma"])
