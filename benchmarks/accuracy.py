@@ -106,7 +106,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "own_code_rows": {
         "overrides": {"own_code_rows": True},
         "description": "conv1's rows fed by a new task's own one-hot codes train even where an earlier task "
-        "reserved them (no finished task reads them), so a new class gets a learned input to every conv1 unit",
+        "reserved them (no finished task reads them), so a new class gets a learned input to each conv1 unit",
     },
     "aux_g": {
         "overrides": {"aux_g": True},
