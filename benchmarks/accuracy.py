@@ -40,6 +40,7 @@ from core.gate import among
 from core.images import SAMPLES_PER_CLASS, render_grid
 from dgm import DGMInputError, Learner, LearnerConfig
 from dgm.baselines import PlainClassifier
+from dgm.config import INERT
 from dgm.data import (
     CLASS_NAMES,
     DIGIT_WORDS,
@@ -125,9 +126,6 @@ LEVERS: dict[str, dict[str, Any]] = {
         "to push each class's samples further from the other classes'",
     },
 }
-# hyper-parameters that change nothing for a variant (off_default ignores them): DGMa grows one channel
-# per claimed unit, so no rounding surplus is ever carried
-INERT = {"dgma": ("carry_surplus",)}
 ORACLE_EPOCHS = 3  # the benchmark's oracle: passes over every real training image of every class
 ORACLE_MIN_STEPS = 300  # ... and at least this many batches (the quick data set is small)
 # --quick's LearnerConfig overrides on the tiny preset (--set's come after): a smoke run, not a measurement

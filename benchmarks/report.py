@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dgm.config import INERT, LearnerConfig
+
 RESULTS = Path(__file__).parent / "results"
+CONFIG_DEFAULTS = LearnerConfig().to_dict()
 
 
 def _pm(mean, sd, digits: int = 3) -> str:
@@ -154,15 +157,17 @@ def paired_delta(runs: list[dict], row: dict, panel: tuple) -> str:
 
 
 def lever_base(runs: list[dict], run: dict) -> dict | None:
-    """The run `run`'s lever was turned off from (see paired_delta), or None. Configs are compared on
-    the keys both hold: a key added to LearnerConfig later is missing from older runs. A run that names
+    """The run `run`'s lever was turned off from (see paired_delta), or None. A key added to LearnerConfig
+    later is missing from older runs' configs; they ran as its dataclass default (which keeps the earlier
+    behaviour), so that is what they are compared as. A run that names
     its pair (`paired_with`: the method of a same-machine base, e.g. `dgmw-default_rerun_amd`) is paired
     with that run of the same seed only."""
     variant = run["method"].partition("-")[0]
     lever_keys = set(run.get("overrides") or {})
 
     def differs(a: dict, b: dict) -> set[str]:
-        return {k for k in set(a) & set(b) if a[k] != b[k]}
+        keys = ((set(a) & set(b)) | ((set(a) | set(b)) & set(CONFIG_DEFAULTS))) - set(INERT.get(variant, ()))
+        return {k for k in keys if a.get(k, CONFIG_DEFAULTS.get(k)) != b.get(k, CONFIG_DEFAULTS.get(k))}
 
     cfg = run.get("config") or {}
     panel = (run["protocol"], run["train_per_class"], run["seed"])

@@ -226,6 +226,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         nz=128, max_classes=64, ngf=6, ndf=32, epochs=101, batch_size=64, lr=2e-3, replay_per_class=6000
     ),
 }
+# hyper-parameters that change nothing for a variant (benchmarks ignore them when they compare configs):
+# DGMa grows one channel per claimed unit, so no rounding surplus is ever carried
+INERT: dict[str, tuple[str, ...]] = {"dgma": ("carry_surplus",)}
 # what a preset changes when variant="dgma"
 DGMA_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(ngf=20, s_max=1e5, lam=0.01),  # METHOD.md section 8.1, cfg_mnist_dgma.yml

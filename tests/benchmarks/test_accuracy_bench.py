@@ -121,6 +121,27 @@ def test_lever_paired_with_the_default_of_its_day():
     assert report.paired_delta(runs, lever, ("5x2", 800)) == "+0.050 vs dgmw-steps_500 (s0 cpu/cpu)"
 
 
+def test_a_key_an_older_run_lacks_compares_as_its_default_and_inert_keys_do_not_count():
+    def run(method, overrides=None, **config):
+        return {
+            "method": method, "protocol": "5x2", "train_per_class": 800, "seed": 0, "A_final": 0.5,
+            "config": {"steps": 1000, **config}, "overrides": overrides or {},
+        }  # fmt: skip
+
+    # made before g_ema existed: it ran without the average, so it pairs with the default, not dgmw-g_ema
+    older = run("dgmw-no_surplus_carry", {"carry_surplus": False}, carry_surplus=False)
+    today = run("dgmw", carry_surplus=True, g_ema=0.0)
+    averaged = run("dgmw-g_ema", {"g_ema": 0.995}, carry_surplus=True, g_ema=0.995)
+    assert report.lever_base([older, averaged], older) is None
+    assert report.lever_base([older, averaged, today], older) is today
+    # DGMa: carry_surplus changes nothing, and own_code_rows is newer than the default run
+    dgma = run("dgma", variant="dgma", carry_surplus=False)
+    lever = run(
+        "dgma-own_code_rows", {"own_code_rows": True}, variant="dgma", carry_surplus=True, own_code_rows=True
+    )
+    assert report.lever_base([today, dgma, lever], lever) is dgma
+
+
 def test_lever_that_names_its_same_machine_pair_is_paired_with_it_only():
     def run(method, **config):
         return {
