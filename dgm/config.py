@@ -46,8 +46,9 @@ class LearnerConfig:
     carry_surplus: bool = False
     # Slot k of the latent's one-hot is 1 only for the class coded k and 0 for every other class, so the
     # conv1 weights fed by the open task's own slots are read by no finished task. On: they train even
-    # where an earlier task reserved the weight (DGMw) or its unit (DGMa), which gives a new class a
-    # learned input to every conv1 unit instead of the frozen random weights an earlier task left behind.
+    # where an earlier task reserved the weight (DGMw) or its unit (DGMa). Under DGMa that gives a new
+    # class a learned input to every reused conv1 unit instead of the random initial weights a reserved
+    # unit froze; under DGMw those rows are free anyway unless a forgotten class's code is reused.
     # Earlier tasks' samples stay bit-identical. Off: every reserved weight frozen, as METHOD.md
     own_code_rows: bool = False
     # the generator this task leaves behind is an exponential moving average of its trained weights,

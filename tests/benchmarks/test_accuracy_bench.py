@@ -98,6 +98,21 @@ def test_quick_accuracy_bench_summary_ablation_resume_and_merge(tmp_path, capsys
     assert "(s0 cpu/cpu)" in lever_row  # paired with the dgmw run of the same seed
 
 
+def test_levers_run_on_dgma_and_a_lever_for_dgma_only_is_skipped_on_dgmw(tmp_path, capsys):
+    out = tmp_path / "dgma_lever.json"
+    accuracy.main(["--quick", "--max-tasks", "2", "--levers", "own_code_rows", "--lever-variant", "dgma",
+                   "--out", str(out)])  # fmt: skip
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["method"] == "dgma-own_code_rows" and run["lever"] == "own_code_rows"
+    assert run["config"]["variant"] == "dgma" and run["config"]["own_code_rows"] is True
+    assert run["config"]["claim_cap"] == LearnerConfig.preset("tiny", variant="dgma").claim_cap
+    capsys.readouterr()
+    skipped = tmp_path / "dgmw_lever.json"
+    accuracy.main(["--quick", "--levers", "own_code_rows", "--out", str(skipped)])
+    assert "skip lever(s) ['own_code_rows']: they change nothing for dgmw" in capsys.readouterr().out
+    assert json.loads(skipped.read_text())["runs"] == []
+
+
 def test_lever_paired_with_the_default_of_its_day():
     """A lever measured when the default was 500 steps pairs with the 500-step run, not today's 1000;
     config keys added to LearnerConfig after a run was made do not break the pairing."""

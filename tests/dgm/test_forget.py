@@ -167,3 +167,28 @@ def _copy(learner: Learner) -> Learner:
     import copy
 
     return copy.deepcopy(learner)
+
+
+@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
+def test_a_reused_code_s_row_trains_for_its_new_class_and_the_rest_stays_bit_identical(digits, variant):
+    # own_code_rows after a forget: the new class takes the forgotten class's latent code (its class id is
+    # another number), its row of conv1 was reserved for "un", and no remaining class reads it
+    learner = tiny_learner(variant, reuse_start=0.0, own_code_rows=True)
+    for task in TASKS:
+        learner.learn_task(*named(*task_data(digits, task)))
+    gen = learner.generator
+    freed_code = gen.class_codes[learner.classes.index("un")]
+    learner.forget(["un"])
+    keep = ["zero", "deux", "trois", "quatre"]
+    before = samples(learner, keep)
+    frozen = (1 - gen.gradient_multipliers()[0]).bool()[freed_code]
+    assert frozen.any(), "nothing of the freed code's row was reserved: the test shows nothing"
+    row = gen.weights[0].detach()[freed_code].clone()
+    x, y = task_data(digits, [5])
+    learner.learn_task(x, np.array(["cinq"] * len(y)))
+    new = learner.classes.index("cinq")
+    assert gen.class_codes[new] == freed_code and new != freed_code
+    moved = gen.weights[0].detach()[freed_code, : row.shape[0]]
+    assert not torch.equal(moved[frozen], row[frozen]), "the new class's row should train where reserved"
+    after = samples(learner, keep)
+    assert all(torch.equal(before[c], after[c]) for c in keep)
