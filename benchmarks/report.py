@@ -166,8 +166,8 @@ def lever_base(runs: list[dict], run: dict) -> dict | None:
     lever_keys = set(run.get("overrides") or {})
 
     def differs(a: dict, b: dict) -> set[str]:
-        keys = ((set(a) & set(b)) | ((set(a) | set(b)) & set(CONFIG_DEFAULTS))) - set(INERT.get(variant, ()))
-        return {k for k in keys if a.get(k, CONFIG_DEFAULTS.get(k)) != b.get(k, CONFIG_DEFAULTS.get(k))}
+        a, b = {**CONFIG_DEFAULTS, **a}, {**CONFIG_DEFAULTS, **b}
+        return {k for k in set(a) & set(b) if a[k] != b[k]} - set(INERT.get(variant, ()))
 
     cfg = run.get("config") or {}
     panel = (run["protocol"], run["train_per_class"], run["seed"])

@@ -280,23 +280,22 @@ class Generator(nn.Module):
         if self.cfg.variant == "dgmw":
             out = [(~c).float() for c in self.cumulative]
         else:
-            out = []
-            for l, cum in enumerate(self.cumulative):
-                o = cum.float().view(1, -1, 1, 1)
-                if l == 0:  # input is the latent: nothing upstream to protect
-                    out.append(1 - o.expand_as(self.weights[0]))
-                else:
-                    prev = self.cumulative[l - 1].float().view(-1, 1, 1, 1)
-                    out.append(1 - torch.minimum(prev, o).expand_as(self.weights[l]))
-            out = [m.contiguous() for m in out]
-        if self.cfg.own_code_rows and self.training_task is not None:
-            out[0][self.open_code_rows()] = 1.0
+            out = self._unit_multipliers()
+        if self.cfg.own_code_rows and (task := self.training_task) is not None:
+            out[0][[self.class_codes[c] for c in self.task_class_ids(task)]] = 1.0
         return out
 
-    def open_code_rows(self) -> list[int]:
-        """The latent slots (conv1 input rows) that code the open task's classes."""
-        task = self.training_task
-        return [] if task is None else [self.class_codes[c] for c in self.task_class_ids(task)]
+    def _unit_multipliers(self) -> list[torch.Tensor]:
+        """DGMa: a weight is frozen where its output unit and its input unit are both reserved."""
+        out = []
+        for l, cum in enumerate(self.cumulative):
+            o = cum.float().view(1, -1, 1, 1)
+            if l == 0:  # input is the latent: nothing upstream to protect
+                out.append(1 - o.expand_as(self.weights[0]))
+            else:
+                prev = self.cumulative[l - 1].float().view(-1, 1, 1, 1)
+                out.append(1 - torch.minimum(prev, o).expand_as(self.weights[l]))
+        return [m.contiguous() for m in out]
 
     @torch.no_grad()
     def block_gradients(self, multipliers: list[torch.Tensor]) -> None:
