@@ -47,6 +47,7 @@ from dgm.data import (
     DIGIT_WORDS,
     FASHION_MNIST_DIR,
     class_incremental,
+    colourise,
     load_mnist_like,
     select,
 )
@@ -153,10 +154,13 @@ TARGETS = {
 
 
 # ----- data ------------------------------------------------------------------------------------
-def load_pool(data_dir: str | Path, labels: str = "fashion", quick_per_class: int = 0) -> dict[str, Any]:
+def load_pool(
+    data_dir: str | Path, labels: str = "fashion", quick_per_class: int = 0, colour: bool = False
+) -> dict[str, Any]:
     """Every training and test image with string labels (the names CLASS_NAMES[labels] gives the IDX
     classes 0-9), and the class order of the task splits. quick_per_class > 0: --quick's Pillow-drawn
-    digits instead, that many training images per class (data_dir unread)."""
+    digits instead, that many training images per class (data_dir unread). colour: every image tinted
+    to N x H x W x 3 by dgm.data.colourise (a fixed draw: the same pixels for every run and seed)."""
     if quick_per_class:
         from benchmarks.digits import glyph_digits
 
@@ -168,6 +172,8 @@ def load_pool(data_dir: str | Path, labels: str = "fashion", quick_per_class: in
             "classes": list(DIGIT_WORDS),
         }  # fmt: skip
     data = load_mnist_like(data_dir)
+    if colour:
+        data = {**data, "x_train": colourise(data["x_train"], 1), "x_test": colourise(data["x_test"], 2)}
     names = np.array(CLASS_NAMES[labels])  # labels whose sorted order is not the class order
     return {
         "x_train": data["x_train"], "y_train": names[data["y_train"]],
@@ -877,6 +883,11 @@ def parse(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR), help="folder with the four IDX files")
     add_labels_argument(p, "Fashion-MNIST's, or digit words (zero..nine) for digit sets")
+    p.add_argument(
+        "--colour", action="store_true",
+        help="tint every image (ink and background a colour each, per image; dgm.data.colourise): "
+        "a 3-channel learner on the set's real shapes",
+    )  # fmt: skip
     p.add_argument("--protocols", nargs="+", default=None, choices=list(PROTOCOLS), help="default 5x2 10x1")
     p.add_argument(
         "--train-per-class", "--sizes", dest="sizes", nargs="+", type=int, default=None,
@@ -962,7 +973,8 @@ def settings(args) -> dict:
         "set": args.set,
         "data": "digits drawn by benchmarks.digits (Pillow)"
         if args.quick
-        else f"{'Fashion-MNIST' if args.labels == 'fashion' else 'digits (IDX)'} from {args.data_dir}",
+        else f"{'Fashion-MNIST' if args.labels == 'fashion' else 'digits (IDX)'} from {args.data_dir}"
+        + (", tinted per image to RGB (dgm.data.colourise)" if args.colour else ""),
         "labels": "class names (digit words, Fashion-MNIST names): sorted order is not the class order",
         "max_tasks": args.max_tasks,
         "oracle": f"dgm.baselines.PlainClassifier on every real training image, >= {ORACLE_EPOCHS} epochs",
@@ -1073,8 +1085,8 @@ def main(argv=None) -> dict:
         check_compatible(previous.get("settings", {}), results["settings"], f"--resume {out}")
         results["runs"], results["masked_step"] = previous["runs"], previous.get("masked_step", [])
         print(f"resuming {out}: {len(results['runs'])} runs kept", flush=True)
-    pool = load_pool(args.data_dir, args.labels, max(args.sizes) + 20 if args.quick else 0)
-    shape = (1, *pool["x_train"].shape[1:3])
+    pool = load_pool(args.data_dir, args.labels, max(args.sizes) + 20 if args.quick else 0, args.colour)
+    shape = (3 if args.colour else 1, *pool["x_train"].shape[1:3])
     timed = {m["variant"] for m in results["masked_step"]}
     if not args.no_step_timing:
         for variant in [m for m in ("dgmw", "dgma") if m in args.methods and m not in timed]:

@@ -99,6 +99,23 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         ) from exc
 
 
+def colourise(x: np.ndarray, seed: int) -> np.ndarray:
+    """Grey N x H x W uint8 -> N x H x W x 3 uint8: each image's ink and background get their own colour.
+
+    A colour stand-in for the 3-channel path on real shapes (no colour image set is on disk here): the
+    ink is a bright colour (each channel in [0.35, 1]) and the background a dark one ([0, 0.3]), drawn
+    per image from `seed`, so colour says nothing of the class and the shape says everything.
+    """
+    x = np.asarray(x)
+    if x.ndim != 3 or x.dtype != np.uint8:
+        raise DGMInputError(f"colourise needs N x H x W uint8 grey images, got {x.dtype} {x.shape}")
+    rng = np.random.default_rng(seed)
+    ink = rng.uniform(0.35, 1.0, (len(x), 1, 1, 3)).astype(np.float32)
+    ground = rng.uniform(0.0, 0.3, (len(x), 1, 1, 3)).astype(np.float32)
+    a = x[..., None].astype(np.float32) / 255.0
+    return np.rint((a * ink + (1 - a) * ground) * 255).astype(np.uint8)
+
+
 def class_incremental(y: np.ndarray, classes_per_task: int, order: list | None = None) -> list[list]:
     """Split the sorted class list into consecutive tasks of `classes_per_task` classes."""
     order = list(order) if order is not None else sorted(np.unique(y).tolist())
