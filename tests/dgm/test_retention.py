@@ -5,7 +5,8 @@ sorted order differs from the order they first appear in. After the last task:
 - real held-out images of every old class are still predicted as that class, far above chance;
 - an independent classifier (logistic regression on the real training pixels, no part of the learner)
   assigns each generator head's samples to that head's own class.
-A learner that forgets, or whose heads swap classes inside a task, fails both.
+A learner that forgets, or whose heads swap classes inside a task, fails both. Each check runs for DGMw,
+DGMa, and DGMw on the same digits tinted to RGB (a 3-channel learner).
 """
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from dgm import Learner, LearnerConfig
+from dgm.data import colourise
 
 # digit -> label; inside each task the first label to appear sorts last
 TASKS = [
@@ -52,18 +54,32 @@ def task_arrays(digits, idx, task):
     return x[sel], np.array([task[v] for v in y[sel]])
 
 
+# (variant, colour): colour tints every image to RGB (dgm.data.colourise), the 3-channel learner on the
+# same real shapes, ink and background a colour each, so colour says nothing of the class
+CASES = [("dgmw", False), ("dgma", False), ("dgmw", True)]
+IDS = ["dgmw", "dgma", "dgmw-colour"]
+
+
 @pytest.fixture(scope="module")
-def trained(digits):
-    """One learner after all three tasks, per variant; module-scoped because training takes a while."""
+def learners() -> dict:
+    return {}  # trained on first use, once per case: training takes a while
+
+
+@pytest.fixture
+def trained(request, learners, digits):
+    """A learner after all three tasks for the test's case, the real images it saw, and the split."""
+    variant, colour = request.param
+    x, y = digits
+    if colour:
+        x = colourise(x, 0)
     train_idx, test_idx = split(digits)
-    learners = {}
-    for variant in ("dgmw", "dgma"):
-        cfg = LearnerConfig.preset("tiny", image_shape=(1, 8, 8), variant=variant, **BUDGET)
+    if request.param not in learners:
+        cfg = LearnerConfig.preset("tiny", image_shape=(3 if colour else 1, 8, 8), variant=variant, **BUDGET)
         learner = Learner(cfg, seed=0, device="cpu")
         for task in TASKS:
-            learner.learn_task(*task_arrays(digits, train_idx, task))
-        learners[variant] = learner
-    return learners, train_idx, test_idx
+            learner.learn_task(*task_arrays((x, y), train_idx, task))
+        learners[request.param] = learner
+    return learners[request.param], (x, y), train_idx, test_idx
 
 
 def names(y):
@@ -71,10 +87,9 @@ def names(y):
     return np.array([lookup.get(int(v), "?") for v in y])
 
 
-@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
-def test_real_images_of_old_classes_still_recognised(trained, digits, variant):
-    learners, _, test_idx = trained
-    learner, (x, y) = learners[variant], digits
+@pytest.mark.parametrize("trained", CASES, ids=IDS, indirect=True)
+def test_real_images_of_old_classes_still_recognised(trained):
+    learner, (x, y), _, test_idx = trained
     per_class = {}
     for task in TASKS[:-1]:  # the old tasks
         for digit, label in task.items():
@@ -86,15 +101,16 @@ def test_real_images_of_old_classes_still_recognised(trained, digits, variant):
     assert np.mean(list(per_class.values())) >= 0.75, per_class
 
 
-@pytest.mark.parametrize("variant", ["dgmw", "dgma"])
-def test_generator_heads_draw_their_own_class(trained, digits, variant):
-    learners, train_idx, _ = trained
-    learner, (x, y) = learners[variant], digits
+@pytest.mark.parametrize("trained", CASES, ids=IDS, indirect=True)
+def test_generator_heads_draw_their_own_class(trained):
+    learner, (x, y), train_idx, _ = trained
     known = [d for task in TASKS for d in task]
     sel = train_idx[np.isin(y[train_idx], known)]
-    oracle = LogisticRegression(max_iter=2000).fit(x[sel].reshape(len(sel), -1) / 255.0, names(y[sel]))
+    # the learner's samples are N x C x H x W; the oracle reads the same layout
+    pixels = (x[sel] if x.ndim == 3 else x[sel].transpose(0, 3, 1, 2)).reshape(len(sel), -1) / 255.0
+    oracle = LogisticRegression(max_iter=2000).fit(pixels, names(y[sel]))
     fidelity = {}
     for label in learner.classes:
-        samples = learner.sample(label, 200, seed=1)  # N x 1 x 8 x 8 in [0, 1]
+        samples = learner.sample(label, 200, seed=1)  # N x C x 8 x 8 in [0, 1]
         fidelity[label] = float(np.mean(oracle.predict(samples.reshape(200, -1)) == label))
     assert min(fidelity.values()) >= 0.6, fidelity

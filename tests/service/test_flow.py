@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 import time
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
@@ -165,3 +167,49 @@ def test_flow_simultaneous_uploads_get_consecutive_ordinals_and_one_class_check(
     for r in responses:
         if r.status_code == 202:
             assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+
+
+def test_flow_colour_learner_trains_on_rgb_pngs_and_predicts_every_colour_layout(
+    client: TestClient, make_learner
+):
+    """A 3-channel learner end to end: a zip of RGB PNG class folders, then an npz in N x C x H x W;
+    predict takes RGB arrays in both layouts, RGB PNGs (multipart and base64); samples are colour."""
+    from dgm.data import colourise
+
+    name = make_learner(image_shape=[3, 8, 8])
+    x1, y1 = digits([0, 1], per_class=24)
+    x2, y2 = digits([2, 3], per_class=24)
+    rgb1, rgb2 = colourise(x1, 0), colourise(x2, 1)  # N x 8 x 8 x 3
+    first = upload(client, name, "task1.zip", png_zip(rgb1, y1))
+    second = upload(client, name, "task2.npz", npz_bytes(x=rgb2.transpose(0, 3, 1, 2), y=y2))
+    for job in (first, second):
+        done = wait_job(client, job["job"]["id"])
+        assert done["state"] == "succeeded", done
+
+    learner = client.get(f"/v1/learners/{name}", headers=auth()).json()
+    assert learner["image_shape"] == [3, 8, 8] and learner["classes"] == ["digit0", "digit1", "2", "3"]
+    x_test, _ = digits([0, 3], per_class=2, offset=100)
+    rgb_test = colourise(x_test, 2)
+    hwc = predict(client, name, rgb_test.tolist(), top_k=4)
+    chw = predict(client, name, rgb_test.transpose(0, 3, 1, 2).tolist(), top_k=4)
+    assert hwc["version"] == 2 and hwc["predictions"] == chw["predictions"]  # one image, either layout
+    b64 = base64.b64encode(png_bytes(rgb_test[0])).decode()
+    assert predict(client, name, [b64])["predictions"][0]["label"] == hwc["predictions"][0]["label"]
+    files = [("files", (f"{i}.png", png_bytes(img))) for i, img in enumerate(rgb_test)]
+    r = client.post(f"/v1/learners/{name}/predict", files=files, headers=auth())
+    assert r.status_code == 200, r.text
+    assert [p["label"] for p in r.json()["predictions"]] == [p["label"] for p in hwc["predictions"]]
+
+    grey = predict(client, name, x_test.tolist())  # grey arrays are read as grey PNGs are: R = G = B
+    as_rgb = predict(client, name, np.repeat(x_test[..., None], 3, axis=-1).tolist())
+    assert grey["predictions"] == as_rgb["predictions"]
+
+    history = client.get(f"/v1/learners/{name}/history", headers=auth()).json()
+    assert set(history["versions"][-1]["fidelity"]) == {"2", "3", "digit0", "digit1"}
+    png = client.get(f"/v1/learners/{name}/versions/2/samples.png", headers=auth())
+    assert png.status_code == 200
+    from PIL import Image
+
+    grid = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB")).astype(int)
+    tiles = grid[:, 96:]  # past the label column: the samples themselves
+    assert np.abs(tiles[..., 0] - tiles[..., 1]).max() > 0  # colour, not grey copied thrice
