@@ -42,6 +42,16 @@ def test_converts_every_image_once_with_its_label_and_a_test_split(tmp_path):
     assert set(pool["y_test"]) == set(DIGIT_WORDS) and len(pool["y_train"]) == len(d["y_train"])
     assert (pool["y_train"] == np.array(DIGIT_WORDS)[d["y_train"]]).all()
 
+    # --colour: the same images and labels, tinted to N x 28 x 28 x 3; the tint keeps each pixel's order
+    tinted = accuracy.load_pool(tmp_path / "idx", "digits", colour=True)
+    assert tinted["x_train"].shape == (*d["x_train"].shape, 3) and tinted["x_train"].dtype == np.uint8
+    assert (tinted["y_train"] == pool["y_train"]).all() and (tinted["y_test"] == pool["y_test"]).all()
+    lit = d["x_train"] == 255
+    assert (tinted["x_train"][lit].min(axis=-1) >= 0.35 * 255 - 1).all()  # ink: every channel bright
+    assert (tinted["x_train"][d["x_train"] == 0].max(axis=-1) <= 0.3 * 255 + 1).all()  # background: dark
+    again = accuracy.load_pool(tmp_path / "idx", "digits", colour=True)
+    assert np.array_equal(again["x_test"], tinted["x_test"])  # a fixed draw, whatever the run
+
 
 def test_refuses_a_class_with_too_few_images_for_the_test_split(tmp_path):
     fake_package(tmp_path / "package", [3] * 10)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dgm import DGMInputError
-from dgm.data import FASHION_MNIST_DIR, class_incremental, load_idx, load_mnist_like, save_idx
+from dgm.data import FASHION_MNIST_DIR, class_incremental, colourise, load_idx, load_mnist_like, save_idx
 
 
 def test_idx_round_trip_and_bad_magic(tmp_path):
@@ -29,3 +29,16 @@ def test_real_fashion_mnist_loads_in_five_tasks_of_two():
     assert d["x_train"].shape == (60000, 28, 28) and d["x_test"].shape == (10000, 28, 28)
     assert d["x_train"].dtype == np.uint8
     assert class_incremental(d["y_train"], 2) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+
+
+def test_colourise_tints_ink_and_background_per_image_and_refuses_non_grey():
+    x = np.zeros((50, 4, 4), np.uint8)
+    x[:, 1:3, 1:3] = 255  # ink in the middle
+    rgb = colourise(x, seed=3)
+    assert rgb.shape == (50, 4, 4, 3) and rgb.dtype == np.uint8
+    ink, ground = rgb[:, 1, 1], rgb[:, 0, 0]
+    assert (ink >= 89).all() and (ground <= 77).all()  # bright ink ([0.35, 1]), dark ground ([0, 0.3])
+    assert len(np.unique(ink, axis=0)) == 50  # a colour per image, not per set
+    assert np.array_equal(colourise(x, seed=3), rgb) and not np.array_equal(colourise(x, seed=4), rgb)
+    with pytest.raises(DGMInputError, match="grey"):
+        colourise(rgb, seed=0)
