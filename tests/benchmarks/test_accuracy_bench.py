@@ -297,7 +297,9 @@ def test_a_one_class_protocol_reads_its_service_fidelity_target_from_the_measure
 
 def test_two_tasks_of_five_classes_on_request(tmp_path):
     out = tmp_path / "two_by_five.json"
-    accuracy.main(["--quick", "--protocols", "2x5", "--methods", "dgmw", "--no-step-timing", "--out", str(out)])
+    accuracy.main(
+        ["--quick", "--protocols", "2x5", "--methods", "dgmw", "--no-step-timing", "--out", str(out)]
+    )
     (run,) = json.loads(out.read_text())["runs"]
     assert run["protocol"] == "2x5" and [len(t) for t in run["tasks"]] == [5, 5]
     assert len(run["accuracy_matrix"]) == 2 and len(run["class_accuracy_matrix"][-1]) == 10
