@@ -200,6 +200,13 @@ def test_flow_colour_learner_trains_on_rgb_pngs_and_predicts_every_colour_layout
     assert r.status_code == 200, r.text
     assert [p["label"] for p in r.json()["predictions"]] == [p["label"] for p in hwc["predictions"]]
 
+    tensor = {"name": "images", "datatype": "UINT8", "shape": [4, 8, 8, 3], "data": rgb_test.ravel().tolist()}
+    r = client.post(f"/v2/models/{name}/infer", json={"inputs": [tensor]}, headers=auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == [p["label"] for p in hwc["predictions"]]  # v2 agrees with v1
+    meta = client.get(f"/v2/models/{name}", headers=auth()).json()
+    assert meta["inputs"][0]["shape"] == [-1, 3, 8, 8]
+
     grey = predict(client, name, x_test.tolist())  # grey arrays are read as grey PNGs are: R = G = B
     as_rgb = predict(client, name, np.repeat(x_test[..., None], 3, axis=-1).tolist())
     assert grey["predictions"] == as_rgb["predictions"]
