@@ -798,15 +798,24 @@ def plot(results: dict, path: Path) -> list[Path]:
     from matplotlib.ticker import MaxNLocator
 
     summary = results["summary"]
-    panels = sorted({(r["protocol"], r["train_per_class"]) for r in summary}, key=lambda p: (p[1], p[0]))
+    order = list(PROTOCOLS)
+    panels = sorted(
+        {(r["protocol"], r["train_per_class"]) for r in summary},
+        key=lambda p: (p[1], order.index(p[0]) if p[0] in order else len(order), p[0]),
+    )
     if not panels:
         return []
     written = []
-    cols = len({p for p, _ in panels})
-    rows = math.ceil(len(panels) / cols)
+    # a row per size, a column per protocol: each protocol stays in its column at every size
+    protocols = sorted(
+        {p for p, _ in panels}, key=lambda p: (order.index(p) if p in order else len(order), p)
+    )
+    sizes = sorted({n for _, n in panels})
+    rows, cols = len(sizes), len(protocols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
     data = "digits" if results["settings"]["quick"] else results["settings"]["data"].split(" from ")[0]
-    for ax, (protocol, size) in zip(axes.flat, panels, strict=False):
+    used = [axes[sizes.index(n), protocols.index(p)] for p, n in panels]
+    for ax, (protocol, size) in zip(used, panels, strict=True):
         for row in (r for r in summary if (r["protocol"], r["train_per_class"]) == (protocol, size)):
             mean = np.array(row["a_t_mean"])
             x = np.arange(1, len(mean) + 1)
@@ -824,8 +833,9 @@ def plot(results: dict, path: Path) -> list[Path]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
+    for ax in axes.flat:
+        if not any(ax is u for u in used):
+            ax.axis("off")
     fig.suptitle(f"preset {results['settings']['preset']}; mean ± sd over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
