@@ -140,6 +140,7 @@ ORACLE_MIN_STEPS = 300  # ... and at least this many batches (the quick data set
 QUICK_SET = {"steps": 40, "consolidate_epochs": 2, "fidelity_epochs": 0}
 FIDELITY_SAMPLES = 400  # generated images per class that the oracle labels
 # settings that must agree for runs to be resumed into, or merged with, the same results
+COLOUR_DATA = ", tinted per image to RGB (dgm.data.colourise)"  # what --colour adds to settings["data"]
 COMPATIBLE = ("quick", "preset", "set", "data", "max_tasks", "labels")
 # the lever whose runs are today's default with --fidelity-reference: a one-class protocol's rows have no
 # service fidelity without it, so its targets read these runs' (evaluate_targets)
@@ -755,8 +756,8 @@ def default_task_timing(settings: dict, path: Path | None = None) -> dict | None
     default, training as before (2026-12-06: `truncation` and `lam_aux` had made the timing of today's
     default fail to match, so the target fell back to the runs' shared-core seconds)."""
     path = path or RESULTS / "train_time.json"
-    if settings.get("quick") or not path.exists():
-        return None
+    if settings.get("quick") or not path.exists() or COLOUR_DATA in settings.get("data", ""):
+        return None  # the timing is of grey images: not the colour runs' config
     timing = json.loads(path.read_text())
     today = LearnerConfig.preset(
         settings.get("preset", "small"), image_shape=(1, 28, 28), **settings.get("set", {})
@@ -991,7 +992,7 @@ def settings(args) -> dict:
         "data": "digits drawn by benchmarks.digits (Pillow)"
         if args.quick
         else f"{'Fashion-MNIST' if args.labels == 'fashion' else 'digits (IDX)'} from {args.data_dir}"
-        + (", tinted per image to RGB (dgm.data.colourise)" if args.colour else ""),
+        + (COLOUR_DATA if args.colour else ""),
         "labels": "class names (digit words, Fashion-MNIST names): sorted order is not the class order",
         "max_tasks": args.max_tasks,
         "oracle": f"dgm.baselines.PlainClassifier on every real training image, >= {ORACLE_EPOCHS} epochs",
