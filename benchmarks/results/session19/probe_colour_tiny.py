@@ -1,24 +1,46 @@
-import sys, json, time
-import numpy as np, torch
-sys.path.insert(0, "/work/main")
-torch.set_num_threads(1)
-from tests.dgm.test_retention import TASKS, BUDGET, split, task_arrays
+"""The retention test's three tasks (tiny preset, scikit-learn digits) in grey or tinted to RGB.
+
+    python benchmarks/results/session19/probe_colour_tiny.py '[["colour_s400", {"steps": 400}, true, 1]]'
+
+Each entry: name, LearnerConfig overrides on the test's BUDGET, colour, seed. Prints each class's
+accuracy on the test's held-out real images after the third task, and the worst and mean old class.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
 from sklearn.datasets import load_digits
+
 from dgm import Learner, LearnerConfig
 from dgm.data import colourise
-d = load_digits(); x = (d.images / 16 * 255).astype(np.uint8); y = d.target
-lookup = {dd: n for t in TASKS for dd, n in t.items()}
-train_idx, test_idx = split((x, y))
-configs = json.loads(sys.argv[1])
-for name, over, colour, seed in configs:
-    xx = colourise(x, 0) if colour else x
-    cfg = LearnerConfig.preset("tiny", image_shape=(3 if colour else 1, 8, 8), variant="dgmw", **{**BUDGET, **over})
-    L = Learner(cfg, seed=seed, device="cpu"); t0 = time.time()
-    for task in TASKS:
-        L.learn_task(*task_arrays((xx, y), train_idx, task))
-    out = {}
-    for dd, n in lookup.items():
-        sel = test_idx[y[test_idx] == dd]
-        p, _ = L.predict(xx[sel]); out[n] = round(float(np.mean(np.array(p) == n)), 3)
-    old = [out[n] for t in TASKS[:-1] for n in t.values()]
-    print(name, seed, f"{time.time()-t0:.0f}s", "old min", min(old), "old mean", round(np.mean(old), 3), out, flush=True)
+from tests.dgm.test_retention import BUDGET, TASKS, split, task_arrays
+
+
+def main(configs: list) -> None:
+    torch.set_num_threads(1)
+    d = load_digits()
+    x, y = (d.images / 16 * 255).astype(np.uint8), d.target
+    lookup = {digit: name for task in TASKS for digit, name in task.items()}
+    train_idx, test_idx = split((x, y))
+    for name, over, colour, seed in configs:
+        xx = colourise(x, 0) if colour else x
+        shape = (3 if colour else 1, 8, 8)
+        cfg = LearnerConfig.preset("tiny", image_shape=shape, variant="dgmw", **{**BUDGET, **over})
+        learner, started = Learner(cfg, seed=seed, device="cpu"), time.time()
+        for task in TASKS:
+            learner.learn_task(*task_arrays((xx, y), train_idx, task))
+        out = {}
+        for digit, label in lookup.items():
+            sel = test_idx[y[test_idx] == digit]
+            predicted, _ = learner.predict(xx[sel])
+            out[label] = round(float(np.mean(np.array(predicted) == label)), 3)
+        old = [out[label] for task in TASKS[:-1] for label in task.values()]
+        seconds = time.time() - started
+        print(name, seed, f"{seconds:.0f}s", "old min", min(old), "old mean", round(np.mean(old), 3), out)
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))
