@@ -11,14 +11,14 @@ Everything goes through `dgm.Learner`, the class the service trains, with the pr
 
 Fashion-MNIST 5x2 and 10x1 (2x5, two tasks of five classes, on request), at every size of --sizes
 (training images per class, a different class subsample per seed) and every seed of --seeds (also the
-learner's seed). Per run: task and per-class
-accuracy after every task, A_t, final A, the worst old class after the last task, average forgetting,
-seconds per task, generator and total parameters per version, the learner's own per-class fidelity,
-and an independent fidelity: an oracle trained once per seed on every real training image of all
-classes labels 400 generated samples of each class after the last task. The JSON (written after every
-run; --resume skips runs already in it) holds the raw runs, a flat `summary` (one row per protocol x
-size x method, means over seeds), the issue-9 `targets` with pass/fail, and a masked-vs-unmasked
-training-step timing; the A_t curves and a per-class heatmap of DGMw go to PNGs beside it.
+learner's seed). Per run: task and per-class accuracy after every task, A_t, final A, the worst old
+class after the last task, average forgetting, seconds per task, generator and total parameters per
+version, the learner's own per-class fidelity, and an independent fidelity: an oracle trained once per
+seed on every real training image of all classes labels 400 generated samples of each class after the
+last task. The JSON (written after every run; --resume skips runs already in it) holds the raw runs, a
+flat `summary` (one row per protocol x size x method, means over seeds), the issue-9 `targets` with
+pass/fail, and a masked-vs-unmasked training-step timing; the A_t curves and a per-class heatmap of DGMw
+go to PNGs beside it.
 `python -m benchmarks.report accuracy|ablation FILE` renders the README tables from it.
 """
 
