@@ -48,7 +48,7 @@ from dgm.data import (
     DIGIT_WORDS,
     FASHION_MNIST_DIR,
     class_incremental,
-    colourise,
+    colourise_sets,
     load_mnist_like,
     select,
 )
@@ -140,7 +140,6 @@ ORACLE_MIN_STEPS = 300  # ... and at least this many batches (the quick data set
 QUICK_SET = {"steps": 40, "consolidate_epochs": 2, "fidelity_epochs": 0}
 FIDELITY_SAMPLES = 400  # generated images per class that the oracle labels
 # settings that must agree for runs to be resumed into, or merged with, the same results
-COLOUR_DATA = ", tinted per image to RGB (dgm.data.colourise)"  # what --colour adds to settings["data"]
 COMPATIBLE = ("quick", "preset", "set", "data", "max_tasks", "labels")
 # the lever whose runs are today's default with --fidelity-reference: a one-class protocol's rows have no
 # service fidelity without it, so its targets read these runs' (evaluate_targets)
@@ -162,21 +161,21 @@ def load_pool(
     """Every training and test image with string labels (the names CLASS_NAMES[labels] gives the IDX
     classes 0-9), and the class order of the task splits. quick_per_class > 0: --quick's Pillow-drawn
     digits instead, that many training images per class (data_dir unread). colour: every image tinted
-    to N x H x W x 3 by dgm.data.colourise (a fixed draw: the same pixels for every run and seed)."""
+    to N x H x W x 3 by dgm.data.colourise_sets (the same pixels for every run and seed)."""
     if quick_per_class:
         from benchmarks.digits import glyph_digits
 
-        x_train, y_train = glyph_digits(per_class=quick_per_class, seed=0)
-        x_test, y_test = glyph_digits(per_class=30, seed=1)
+        (x_train, y_train), (x_test, y_test) = (
+            glyph_digits(per_class=quick_per_class, seed=0),
+            glyph_digits(per_class=30, seed=1),
+        )
+        data = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
         names = np.array(DIGIT_WORDS)
-        return {
-            "x_train": x_train, "y_train": names[y_train], "x_test": x_test, "y_test": names[y_test],
-            "classes": list(DIGIT_WORDS),
-        }  # fmt: skip
-    data = load_mnist_like(data_dir)
+    else:
+        data = load_mnist_like(data_dir)
+        names = np.array(CLASS_NAMES[labels])  # labels whose sorted order is not the class order
     if colour:
-        data = {**data, "x_train": colourise(data["x_train"], 1), "x_test": colourise(data["x_test"], 2)}
-    names = np.array(CLASS_NAMES[labels])  # labels whose sorted order is not the class order
+        data = colourise_sets(data)
     return {
         "x_train": data["x_train"], "y_train": names[data["y_train"]],
         "x_test": data["x_test"], "y_test": names[data["y_test"]], "classes": list(names),
@@ -743,24 +742,29 @@ def finish(results: dict) -> dict:
         key=lambda r: (r["protocol"], r["train_per_class"], r["seed"], method_order(r["method"]))
     )
     results["summary"] = summarise(results["runs"], results.get("settings"))
-    results["targets"] = evaluate_targets(
-        results["summary"], results.get("masked_step", []), default_task_timing(results.get("settings") or {})
+    shapes = [r["config"]["image_shape"] for r in results["runs"] if r.get("config")]
+    timing = (
+        default_task_timing(results.get("settings") or {}, image_shape=tuple(shapes[0])) if shapes else None
     )
+    results["targets"] = evaluate_targets(results["summary"], results.get("masked_step", []), timing)
     return results
 
 
-def default_task_timing(settings: dict, path: Path | None = None) -> dict | None:
+def default_task_timing(
+    settings: dict, path: Path | None = None, image_shape: tuple[int, int, int] = (1, 28, 28)
+) -> dict | None:
     """benchmarks.train_time's DGMw task (benchmarks/results/train_time.json), if it ran the config that
-    these settings make today: seconds, cpu, threads and date. None for any other config or no file.
+    these settings make today for images of `image_shape` (the runs'): seconds, cpu, threads and date.
+    None for any other config (a colour learner's, say, against the grey timing) or no file.
     A stored config lacking an option added since reads it at its default: options are added off by
     default, training as before (2026-12-06: `truncation` and `lam_aux` had made the timing of today's
     default fail to match, so the target fell back to the runs' shared-core seconds)."""
     path = path or RESULTS / "train_time.json"
-    if settings.get("quick") or not path.exists() or COLOUR_DATA in settings.get("data", ""):
-        return None  # the timing is of grey images: not the colour runs' config
+    if settings.get("quick") or not path.exists():
+        return None
     timing = json.loads(path.read_text())
     today = LearnerConfig.preset(
-        settings.get("preset", "small"), image_shape=(1, 28, 28), **settings.get("set", {})
+        settings.get("preset", "small"), image_shape=image_shape, **settings.get("set", {})
     ).to_json()
     for task in timing.get("tasks", []):
         config = task.get("config")
@@ -989,10 +993,12 @@ def settings(args) -> dict:
         "quick": args.quick,
         "preset": args.preset,
         "set": args.set,
-        "data": "digits drawn by benchmarks.digits (Pillow)"
-        if args.quick
-        else f"{'Fashion-MNIST' if args.labels == 'fashion' else 'digits (IDX)'} from {args.data_dir}"
-        + (COLOUR_DATA if args.colour else ""),
+        "data": (
+            "digits drawn by benchmarks.digits (Pillow)"
+            if args.quick
+            else f"{'Fashion-MNIST' if args.labels == 'fashion' else 'digits (IDX)'} from {args.data_dir}"
+        )
+        + (", tinted per image to RGB (dgm.data.colourise)" if args.colour else ""),
         "labels": "class names (digit words, Fashion-MNIST names): sorted order is not the class order",
         "max_tasks": args.max_tasks,
         "oracle": f"dgm.baselines.PlainClassifier on every real training image, >= {ORACLE_EPOCHS} epochs",

@@ -44,7 +44,7 @@ from PIL import Image
 from benchmarks.labels import add_labels_argument
 from benchmarks.machine import describe
 from benchmarks.serve import embedded_env, start_serve
-from dgm.data import CLASS_NAMES, DIGIT_WORDS, FASHION_MNIST_DIR, colourise, load_mnist_like
+from dgm.data import CLASS_NAMES, DIGIT_WORDS, FASHION_MNIST_DIR, colourise_sets, load_mnist_like
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "walkthrough-admin-key"
@@ -154,8 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.data == "digits"
         else idx_data(args.data_dir, args.per_class, args.seed, args.labels)
     )
-    if args.colour:  # fixed draws: the same tints for every seed, as the accuracy benchmark's --colour
-        data = {**data, "x_train": colourise(data["x_train"], 1), "x_test": colourise(data["x_test"], 2)}
+    if args.colour:  # the same tints for every seed, as the accuracy benchmark's --colour
+        data = colourise_sets(data)
     names = data["names"]
     tasks = [[2 * t, 2 * t + 1] for t in range(args.tasks)]
     out: dict[str, Any] = {

@@ -245,6 +245,7 @@ def test_seconds_target_comes_from_the_timing_of_todays_default(tmp_path):
     timing["tasks"][1]["config"] = older
     path.write_text(json.dumps(timing))
     assert accuracy.default_task_timing(settings, path) == found
+    assert accuracy.default_task_timing(settings, path, image_shape=(3, 28, 28)) is None  # colour runs
     timing["tasks"][1]["config"] = {**older, "lam_aux": 2.0}  # ... but not one that set it otherwise
     path.write_text(json.dumps(timing))
     assert accuracy.default_task_timing(settings, path) is None
@@ -304,3 +305,12 @@ def test_two_tasks_of_five_classes_on_request(tmp_path):
     assert run["protocol"] == "2x5" and [len(t) for t in run["tasks"]] == [5, 5]
     assert len(run["accuracy_matrix"]) == 2 and len(run["class_accuracy_matrix"][-1]) == 10
     assert accuracy.parse([]).protocols == ["5x2", "10x1"]  # not by default
+
+
+def test_quick_colour_run_trains_a_three_channel_learner(tmp_path):
+    out = tmp_path / "colour.json"
+    accuracy.main(["--quick", "--colour", "--methods", "dgmw", "--max-tasks", "1", "--no-step-timing",
+                   "--out", str(out)])  # fmt: skip
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["config"]["image_shape"][0] == 3
+    assert "tinted per image to RGB" in json.loads(out.read_text())["settings"]["data"]

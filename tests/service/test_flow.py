@@ -8,9 +8,11 @@ import time
 
 import numpy as np
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from core.settings import Settings
 from core.storage import ArtifactStore
+from dgm.data import colourise
 from tests.service.support import auth, digits, npz_bytes, png_bytes, png_zip, wait_job
 
 
@@ -174,8 +176,6 @@ def test_flow_colour_learner_trains_on_rgb_pngs_and_predicts_every_colour_layout
 ):
     """A 3-channel learner end to end: a zip of RGB PNG class folders, then an npz in N x C x H x W;
     predict takes RGB arrays in both layouts, RGB PNGs (multipart and base64); samples are colour."""
-    from dgm.data import colourise
-
     name = make_learner(image_shape=[3, 8, 8])
     x1, y1 = digits([0, 1], per_class=24)
     x2, y2 = digits([2, 3], per_class=24)
@@ -215,8 +215,6 @@ def test_flow_colour_learner_trains_on_rgb_pngs_and_predicts_every_colour_layout
     assert set(history["versions"][-1]["fidelity"]) == {"2", "3", "digit0", "digit1"}
     png = client.get(f"/v1/learners/{name}/versions/2/samples.png", headers=auth())
     assert png.status_code == 200
-    from PIL import Image
-
     grid = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB")).astype(int)
     tiles = grid[:, 96:]  # past the label column: the samples themselves
     assert np.abs(tiles[..., 0] - tiles[..., 1]).max() > 0  # colour, not grey copied thrice
