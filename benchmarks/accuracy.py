@@ -140,6 +140,7 @@ ORACLE_MIN_STEPS = 300  # ... and at least this many batches (the quick data set
 QUICK_SET = {"steps": 40, "consolidate_epochs": 2, "fidelity_epochs": 0}
 FIDELITY_SAMPLES = 400  # generated images per class that the oracle labels
 # settings that must agree for runs to be resumed into, or merged with, the same results
+SHUFFLED_ORDER = "a random order per seed (numpy default_rng(seed).permutation)"
 COMPATIBLE = ("quick", "preset", "set", "data", "max_tasks", "labels")
 # the lever whose runs are today's default with --fidelity-reference: a one-class protocol's rows have no
 # service fidelity without it, so its targets read these runs' (evaluate_targets)
@@ -334,7 +335,7 @@ def run_dgm(args, ctx: dict, variant: str, overrides: dict) -> dict:
         class_matrix.append(per_class)
         if t:
             gate.append(gate_evidence(lambda v: learner.predict(v)[1], learner.classes, pool, tasks, t))
-        epochs, batches = budget(cfg, len(x))
+        epochs, batches = budget(cfg, len(x), len(classes))
         per_version.append(
             {
                 "classes": classes,
@@ -410,7 +411,7 @@ def run_baseline(args, ctx: dict, method: str) -> dict:
             x, y = select(x_train, y_train, [c for task in tasks[: t + 1] for c in task])
         else:
             x, y = select(x_train, y_train, classes)
-        dgm_epochs, dgm_batches = budget(cfg, int(np.isin(y_train, classes).sum()))
+        dgm_epochs, dgm_batches = budget(cfg, int(np.isin(y_train, classes).sum()), len(classes))
         epochs, batches = budget(cfg, len(x))
         epochs = max(epochs, math.ceil(dgm_epochs * dgm_batches / batches))
         dgm_steps.append(dgm_epochs * dgm_batches)
@@ -536,14 +537,30 @@ def off_default(run: dict, settings: dict) -> dict[str, Any]:
     if not cfg or run["method"].partition("-")[0] not in ("dgmw", "dgma"):
         return {}
     ran = {**LearnerConfig().to_dict(), **cfg}
-    today = LearnerConfig.preset(
+    default = LearnerConfig.preset(
         settings.get("preset", "small"),
         image_shape=tuple(cfg["image_shape"]),
         variant=cfg["variant"],
         **{**settings.get("set", {}), **(run.get("overrides") or {})},
-    ).to_dict()
+    )
+    today = default.to_dict()
     inert = INERT.get(cfg["variant"], ())
-    return {k: ran[k] for k in today if ran.get(k) != today[k] and k not in inert}
+    off = {k: ran[k] for k in today if ran.get(k) != today[k] and k not in inert}
+    if BUDGET_KEYS & off.keys() and same_budget(run, default):
+        off = {k: v for k, v in off.items() if k not in BUDGET_KEYS}  # other floors, the same steps
+    return off
+
+
+# the keys that only set a task's step budget (dgm.train.budget)
+BUDGET_KEYS = {"epochs", "steps", "steps_per_class"}
+
+
+def same_budget(run: dict, cfg: LearnerConfig) -> bool:
+    """Whether every task of a DGM run trained the steps `cfg` would give it (epochs x batches)."""
+    versions = run.get("per_version") or []
+    return bool(versions) and all(
+        v["steps"] == math.prod(budget(cfg, v["images"], len(v["classes"]))) for v in versions
+    )
 
 
 def summarise(runs: list[dict], settings: dict | None = None) -> list[dict]:
@@ -905,6 +922,10 @@ def parse(argv=None) -> argparse.Namespace:
         "a 3-channel learner on the set's real shapes",
     )  # fmt: skip
     p.add_argument(
+        "--shuffle-classes", action="store_true",
+        help="split the classes into tasks in a random order per seed instead of the set's own order",
+    )  # fmt: skip
+    p.add_argument(
         "--protocols",
         nargs="+",
         default=None,
@@ -998,7 +1019,8 @@ def settings(args) -> dict:
             if args.quick
             else f"{'Fashion-MNIST' if args.labels == 'fashion' else 'digits (IDX)'} from {args.data_dir}"
         )
-        + (", tinted per image to RGB (dgm.data.colourise)" if args.colour else ""),
+        + (", tinted per image to RGB (dgm.data.colourise)" if args.colour else "")
+        + (f", classes in {SHUFFLED_ORDER}" if args.shuffle_classes else ""),
         "labels": "class names (digit words, Fashion-MNIST names): sorted order is not the class order",
         "max_tasks": args.max_tasks,
         "oracle": f"dgm.baselines.PlainClassifier on every real training image, >= {ORACLE_EPOCHS} epochs",
@@ -1053,7 +1075,10 @@ def run_one(args, pool: dict, shape, seed: int, size: int, protocol: str, method
     """One run: `method` (dgmw, dgma, joint, finetune, dgmw-<lever> or dgma-<lever>) on one protocol, size
     and seed."""
     x_train, y_train = subsample(pool, size, seed)
-    tasks = class_incremental(y_train, PROTOCOLS[protocol], order=pool["classes"])[: args.max_tasks or None]
+    order = list(pool["classes"])
+    if args.shuffle_classes:  # the same order for every method of a seed, so they stay comparable
+        order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
+    tasks = class_incremental(y_train, PROTOCOLS[protocol], order=order)[: args.max_tasks or None]
     label = f"{protocol} {size}/class seed {seed} {method}"
     print(f"{label}: {len(tasks)} tasks", flush=True)
     ctx = {

@@ -27,6 +27,9 @@ class LearnerConfig:
     ndf: int = 32  # discriminator base width: channels (ndf, 2*ndf, 4*ndf)
     epochs: int = 101  # passes over the upload per task (a floor; `steps` is the other)
     steps: int = 0  # floor on generator steps per task, whatever the upload's size (0: epochs only)
+    # ... raised to this many steps per class of the task, so a task of many classes gets as many steps
+    # per class as a task of few (0: `steps` alone)
+    steps_per_class: int = 0
     batch_size: int = 64
     lr: float = 2e-3  # Adam lr for D and G (MNIST default)
     beta1: float = 0.5
@@ -110,7 +113,8 @@ class LearnerConfig:
                 problems.append(f"{name} must be >= 1")
         if self.fidelity_min_images < 5:  # a fifth of them, at least one image, measures the judge
             problems.append(f"fidelity_min_images must be >= 5, got {self.fidelity_min_images}")
-        for name in ("steps", "fidelity_epochs", "fidelity_steps", "classifier_ndf", "classify_chunks"):
+        counts = ("steps", "steps_per_class", "fidelity_epochs", "fidelity_steps", "classifier_ndf")
+        for name in (*counts, "classify_chunks"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         for name in ("lr", "s_max"):

@@ -116,14 +116,17 @@ def fresh_bn_stats(module: nn.Module):
             bn.momentum = 0.1
 
 
-def budget(cfg: LearnerConfig, n: int) -> tuple[int, int]:
-    """(epochs, batches per epoch) for an upload of n images: at least cfg.epochs passes and cfg.steps steps.
+def budget(cfg: LearnerConfig, n: int, classes: int = 1) -> tuple[int, int]:
+    """(epochs, batches per epoch) for an upload of n images of `classes` classes: at least cfg.epochs
+    passes and max(cfg.steps, cfg.steps_per_class * classes) steps.
 
-    Counting in steps gives a small upload as many generator updates as a large one; the mask anneal
-    still runs per epoch (METHOD.md §3.3), over however many epochs the budget makes.
+    Counting in steps gives a small upload as many generator updates as a large one, and a task of many
+    classes as many per class as a task of few; the mask anneal still runs per epoch (METHOD.md §3.3),
+    over however many epochs the budget makes.
     """
     per_epoch = math.ceil(n / cfg.batch_size)
-    return max(cfg.epochs, math.ceil(cfg.steps / per_epoch)), per_epoch
+    floor = max(cfg.steps, cfg.steps_per_class * classes)
+    return max(cfg.epochs, math.ceil(floor / per_epoch)), per_epoch
 
 
 class TaskTrainer:
@@ -159,9 +162,9 @@ class TaskTrainer:
         should_stop: Callable[[], bool] | None,
     ) -> dict[str, float]:
         cfg, b = self.cfg, self.cfg.batch_size
-        epochs, steps = budget(cfg, len(x))
-        total = steps * epochs
         n_new = len(torch.unique(y))
+        epochs, steps = budget(cfg, len(x), n_new)
+        total = steps * epochs
         n_old = len(torch.unique(replay_y)) if len(replay_y) else 0
         replay_per_batch = round(b * n_old / n_new)
         report_every = max(1, total // 100)

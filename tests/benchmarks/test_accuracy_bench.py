@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import accuracy, report
 from dgm import Learner, LearnerConfig
 
@@ -314,3 +316,25 @@ def test_quick_colour_run_trains_a_three_channel_learner(tmp_path):
     (run,) = json.loads(out.read_text())["runs"]
     assert run["config"]["image_shape"][0] == 3
     assert "tinted per image to RGB" in json.loads(out.read_text())["settings"]["data"]
+
+
+def test_shuffled_class_order_is_one_per_seed_shared_by_every_method_and_never_mixed(tmp_path):
+    """--shuffle-classes: a user's classes arrive in no particular order, so the tasks group classes in
+    a random order per seed; DGM and its baselines of one seed see the same tasks. Runs of another
+    order must not merge into one table."""
+    out, plain = tmp_path / "shuffled.json", tmp_path / "plain.json"
+    common = ["--quick", "--protocols", "5x2", "--max-tasks", "1", "--no-step-timing"]
+    accuracy.main([*common, "--shuffle-classes", "--seeds", "0", "1", "--methods", "dgmw", "joint",
+                   "--out", str(out)])  # fmt: skip
+    runs = json.loads(out.read_text())["runs"]
+    tasks = {(r["seed"], r["method"]): r["tasks"] for r in runs}
+    assert tasks[0, "dgmw"] == tasks[0, "joint"] and tasks[1, "dgmw"] == tasks[1, "joint"]
+    assert tasks[0, "dgmw"] != tasks[1, "dgmw"]
+    accuracy.main([*common, "--seeds", "0", "--methods", "joint", "--out", str(plain)])
+    (ordered,) = json.loads(plain.read_text())["runs"]
+    assert ordered["tasks"] == [["zero", "one"]] and ordered["tasks"] not in (
+        tasks[0, "joint"],
+        tasks[1, "joint"],
+    )
+    with pytest.raises(SystemExit, match="settings differ"):
+        accuracy.main(["--merge", str(out), str(plain), "--out", str(tmp_path / "mixed.json")])

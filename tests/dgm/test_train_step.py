@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dgm import DGMInputError, LearnerConfig
-from dgm.train import TaskTrainer
+from dgm.train import TaskTrainer, budget
 from tests.dgm.conftest import task_data, tiny_learner
 
 
@@ -54,3 +54,29 @@ def test_lam_aux_weighs_the_generators_aux_term(digits):
 def test_lam_aux_must_not_be_negative():
     with pytest.raises(DGMInputError, match="lam_aux"):
         LearnerConfig.preset("tiny", lam_aux=-0.5)
+
+
+@pytest.mark.parametrize(
+    ("steps", "per_class", "classes", "expected"),
+    [(30, 0, 4, 30), (30, 10, 2, 30), (30, 10, 4, 40), (0, 7, 3, 7 * 3)],
+)
+def test_step_budget_is_the_larger_floor_per_task_or_per_class(steps, per_class, classes, expected):
+    """A task trains max(steps, steps_per_class x its classes) generator steps, in whole epochs."""
+    cfg = LearnerConfig.preset("tiny", epochs=1, steps=steps, steps_per_class=per_class, batch_size=10)
+    epochs, per_epoch = budget(cfg, 25, classes)  # 25 images: three batches an epoch
+    assert per_epoch == 3 and epochs == -(-expected // 3)
+
+
+def test_a_task_trains_the_step_floor_of_its_own_classes(digits):
+    learner = tiny_learner(steps=0, steps_per_class=10, batch_size=10, fidelity_epochs=0)
+    totals: list[int] = []
+    for classes in ([0, 1, 2, 3], [4]):  # 20 images (2 batches), then 5 (1 batch)
+        learner.learn_task(
+            *task_data(digits, classes, per_class=5), progress=lambda p: totals.append(p.total)
+        )
+        assert totals[-1] == 10 * len(classes)
+
+
+def test_steps_per_class_must_not_be_negative():
+    with pytest.raises(DGMInputError, match="steps_per_class must be >= 0"):
+        LearnerConfig.preset("tiny", steps_per_class=-1)
