@@ -338,3 +338,22 @@ def test_shuffled_class_order_is_one_per_seed_shared_by_every_method_and_never_m
     )
     with pytest.raises(SystemExit, match="settings differ"):
         accuracy.main(["--merge", str(out), str(plain), "--out", str(tmp_path / "mixed.json")])
+
+
+def test_a_run_that_trained_todays_step_budget_is_at_the_default_whatever_floor_gave_it():
+    """A run made before `steps_per_class` lacks it (0); where today's per-class floor gives each of
+    its tasks the same steps (two classes: 2 x 500 = the 1000-step floor), it is today's default, and
+    where it would not (five classes of 700 images: 2530 steps against the 1045 it trained), it is
+    named as off by the floor it ran without."""
+    settings = {"preset": "small", "set": {"steps_per_class": 500}}
+
+    def run(classes, images, trained, **overrides):
+        cfg = LearnerConfig.preset("small", image_shape=(1, 28, 28)).to_dict()
+        del cfg["steps_per_class"]
+        cfg.update(overrides)
+        versions = [{"classes": list(range(classes)), "images": images, "steps": trained}]
+        return {"method": "dgmw", "seed": 0, "config": cfg, "overrides": overrides, "per_version": versions}
+
+    assert accuracy.off_default(run(2, 1600, 1000), settings) == {}
+    assert accuracy.off_default(run(5, 3500, 1045), settings) == {"steps_per_class": 0}
+    assert accuracy.off_default(run(5, 3500, 2530, steps=2500), settings) == {}  # a lever: its overrides
