@@ -139,8 +139,8 @@ ORACLE_MIN_STEPS = 300  # ... and at least this many batches (the quick data set
 # --quick's LearnerConfig overrides on the tiny preset (--set's come after): a smoke run, not a measurement
 QUICK_SET = {"steps": 40, "consolidate_epochs": 2, "fidelity_epochs": 0}
 FIDELITY_SAMPLES = 400  # generated images per class that the oracle labels
+SHUFFLED_ORDER = "a random order per seed (numpy default_rng(seed).permutation)"  # --shuffle-classes
 # settings that must agree for runs to be resumed into, or merged with, the same results
-SHUFFLED_ORDER = "a random order per seed (numpy default_rng(seed).permutation)"
 COMPATIBLE = ("quick", "preset", "set", "data", "max_tasks", "labels")
 # the lever whose runs are today's default with --fidelity-reference: a one-class protocol's rows have no
 # service fidelity without it, so its targets read these runs' (evaluate_targets)
