@@ -78,8 +78,13 @@ LEVERS: dict[str, dict[str, Any]] = {
         "description": "real current-task images added to consolidation",
     },
     "no_step_floor": {
-        "overrides": {"steps": 0, "epochs": 5},
+        "overrides": {"steps": 0, "steps_per_class": 0, "epochs": 5},
         "description": "no step floor: 5 epochs over the upload, the previous small preset's budget",
+    },
+    "no_steps_per_class": {
+        "overrides": {"steps_per_class": 0},
+        "description": "no per-class step floor: a task of five classes trains the 1000 steps a task of two "
+        "gets (the default until 2026-12-07)",
     },
     "short_consolidation": {
         "overrides": {"consolidate_epochs": 4, "consolidate_lr_decay": False},
