@@ -417,7 +417,8 @@ def run_baseline(args, ctx: dict, method: str) -> dict:
         else:
             x, y = select(x_train, y_train, classes)
         dgm_epochs, dgm_batches = budget(cfg, int(np.isin(y_train, classes).sum()), len(classes))
-        epochs, batches = budget(cfg, len(x))
+        # its own floor is the preset's epochs and `steps` (one class: no per-class floor), then DGM's steps
+        epochs, batches = budget(cfg, len(x), 1)
         epochs = max(epochs, math.ceil(dgm_epochs * dgm_batches / batches))
         dgm_steps.append(dgm_epochs * dgm_batches)
         started = time.perf_counter()
@@ -546,7 +547,7 @@ def off_default(run: dict, settings: dict) -> dict[str, Any]:
         settings.get("preset", "small"),
         image_shape=tuple(cfg["image_shape"]),
         variant=cfg["variant"],
-        **{**settings.get("set", {}), **(run.get("overrides") or {})},
+        **{**settings.get("set", {}), **lever_overrides(run)},
     )
     today = default.to_dict()
     inert = INERT.get(cfg["variant"], ())
@@ -554,6 +555,12 @@ def off_default(run: dict, settings: dict) -> dict[str, Any]:
     if BUDGET_KEYS & off.keys() and same_budget(run, default):
         off = {k: v for k, v in off.items() if k not in BUDGET_KEYS}  # other floors, the same steps
     return off
+
+
+def lever_overrides(run: dict) -> dict[str, Any]:
+    """The overrides a run's lever stands for: those it ran with, over its definition today, which may
+    name a key added later (no_step_floor also drops the per-class floor that came after its runs)."""
+    return {**LEVERS.get(run.get("lever") or "", {}).get("overrides", {}), **(run.get("overrides") or {})}
 
 
 # the keys that only set a task's step budget (dgm.train.budget)
@@ -564,7 +571,9 @@ def same_budget(run: dict, cfg: LearnerConfig) -> bool:
     """Whether every task of a DGM run trained the steps `cfg` would give it (epochs x batches)."""
     versions = run.get("per_version") or []
     return bool(versions) and all(
-        v["steps"] == math.prod(budget(cfg, v["images"], len(v["classes"]))) for v in versions
+        {"steps", "images", "classes"} <= v.keys()
+        and v["steps"] == math.prod(budget(cfg, v["images"], len(v["classes"])))
+        for v in versions
     )
 
 

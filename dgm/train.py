@@ -116,7 +116,7 @@ def fresh_bn_stats(module: nn.Module):
             bn.momentum = 0.1
 
 
-def budget(cfg: LearnerConfig, n: int, classes: int = 1) -> tuple[int, int]:
+def budget(cfg: LearnerConfig, n: int, classes: int) -> tuple[int, int]:
     """(epochs, batches per epoch) for an upload of n images of `classes` classes: at least cfg.epochs
     passes and max(cfg.steps, cfg.steps_per_class * classes) steps.
 

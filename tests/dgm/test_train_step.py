@@ -80,3 +80,14 @@ def test_a_task_trains_the_step_floor_of_its_own_classes(digits):
 def test_steps_per_class_must_not_be_negative():
     with pytest.raises(DGMInputError, match="steps_per_class must be >= 0"):
         LearnerConfig.preset("tiny", steps_per_class=-1)
+
+
+def test_only_dgmw_small_floors_steps_per_class():
+    """Measured for DGMw on tasks of five classes only: DGMa's `small`, `tiny` and `paper` keep 0, and
+    a config stored before the key existed (a learner's row, a checkpoint) loads as 0, its old budget."""
+    assert LearnerConfig.preset("small").steps_per_class == 500
+    assert LearnerConfig.preset("small", variant="dgma").steps_per_class == 0
+    assert LearnerConfig.preset("tiny").steps_per_class == LearnerConfig.preset("paper").steps_per_class == 0
+    stored = LearnerConfig.preset("small").to_dict()
+    del stored["steps_per_class"]
+    assert LearnerConfig.from_dict(stored).steps_per_class == 0
