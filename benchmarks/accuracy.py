@@ -773,10 +773,8 @@ def finish(results: dict) -> dict:
         key=lambda r: (r["protocol"], r["train_per_class"], r["seed"], method_order(r["method"]))
     )
     results["summary"] = summarise(results["runs"], results.get("settings"))
-    shapes = [r["config"]["image_shape"] for r in results["runs"] if r.get("config")]
-    timing = (
-        default_task_timing(results.get("settings") or {}, image_shape=tuple(shapes[0])) if shapes else None
-    )
+    shape = next((r["config"]["image_shape"] for r in results["runs"] if r.get("config")), None)
+    timing = default_task_timing(results.get("settings") or {}, image_shape=tuple(shape)) if shape else None
     results["targets"] = evaluate_targets(results["summary"], results.get("masked_step", []), timing)
     return results
 
