@@ -7,14 +7,14 @@ learner was not tuned on as well as on Fashion-MNIST:
     python -m benchmarks.walkthrough --data fashion --per-class 2000 --tasks 2   # the README walk-through
 
 `dgm serve` runs on the embedded default (SQLite, filesystem broker, one worker) in a temporary folder.
-A learner with the default preset is created; each task (two classes, string labels, an `.npz` upload
-with 20% kept as holdout) is uploaded and trained to the end. After each task, every real test image of
-every class seen so far goes through `POST /v1/learners/{name}/predict`, pinned to the new version (so
-an activation policy cannot hide what the version learned). The JSON holds A_t, the accuracy of every
-class after every task, the seconds from upload to published version, the history's memory fidelity
-and mask usage; `--samples DIR` keeps every version's `samples.png`; `--append` adds the run to those
-already in --out (one file per data set, one run per seed). `python -m benchmarks.report walkthrough
-FILE` renders the README table.
+A learner with the default preset is created; each task (two classes or --classes-per-task, string
+labels, an `.npz` upload with 20% kept as holdout) is uploaded and trained to the end. After each task,
+every real test image of every class seen so far goes through `POST /v1/learners/{name}/predict`, pinned
+to the new version (so an activation policy cannot hide what the version learned). The JSON holds A_t,
+the accuracy of every class after every task, the seconds from upload to published version, the
+history's memory fidelity and mask usage; `--samples DIR` keeps every version's `samples.png`;
+`--append` adds the run to those already in --out (one file per data set, one run per seed).
+`python -m benchmarks.report walkthrough FILE` renders the README table.
 
 Data: `digits` is scikit-learn's bundled set (1,797 8x8 images, about 180 per class) scaled to 28x28,
 split per class 75% upload / 25% test, labels `zero`..`nine`. `fashion` is Fashion-MNIST (IDX files in
@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.colour:  # the same tints for every seed, as the accuracy benchmark's --colour
         data = colourise_sets(data)
     names = data["names"]
-    tasks = [[2 * t, 2 * t + 1] for t in range(args.tasks)]
+    k = args.classes_per_task
+    tasks = [list(range(k * t, k * (t + 1))) for t in range(args.tasks)]
     out: dict[str, Any] = {
         "machine": describe(),
         "settings": {
@@ -169,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "variant": args.variant,
             "hyperparameters": args.set,
             "holdout": args.holdout,
+            "classes_per_task": args.classes_per_task,
             "colour": args.colour,
             "path": f"dgm serve (embedded default), {'zip of PNG folders' if args.zip else '.npz'} uploads, "
             "npy predict pinned to each new version",
@@ -269,7 +271,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--data-dir", default=str(FASHION_MNIST_DIR))
     add_labels_argument(p, "default fashion for --data fashion, digits for --data idx", default=None)
     p.add_argument("--per-class", type=int, default=800, help="fashion, idx: images per class uploaded")
-    p.add_argument("--tasks", type=int, default=5, help="tasks of two classes (at most 5)")
+    p.add_argument("--tasks", type=int, default=5, help="tasks (at most 10 // --classes-per-task)")
+    p.add_argument("--classes-per-task", type=int, default=2, help="classes in each task's upload")
     p.add_argument("--colour", action="store_true", help="tint every image to RGB: a 3-channel learner")
     p.add_argument("--zip", action="store_true", help="upload zips of class-named PNG folders, not .npz")
     p.add_argument("--seed", type=int, default=0)
@@ -283,6 +286,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--append", action="store_true", help="add this run to the runs already in --out")
     args = p.parse_args(argv)
     args.set = json.loads(args.set)
+    if args.classes_per_task < 1 or not 1 <= args.tasks * args.classes_per_task <= 10:
+        p.error("--tasks x --classes-per-task must be 1..10: the data sets hold ten classes")
     args.labels = args.labels or ("fashion" if args.data == "fashion" else "digits")
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     result = run(args)
