@@ -146,6 +146,13 @@ def classify(client, name: str, version: int, x: np.ndarray, batch: int = 1000) 
     return labels
 
 
+def task_classes(tasks: int, per_task: int) -> list[list[int]]:
+    """The class indices (0-9) of each task: the first per_task classes, then the next, and so on."""
+    if per_task < 1 or not 1 <= tasks * per_task <= 10:
+        raise ValueError(f"{tasks} tasks of {per_task} classes: the data sets hold ten classes")
+    return [list(range(per_task * t, per_task * (t + 1))) for t in range(tasks)]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
 
@@ -157,8 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.colour:  # the same tints for every seed, as the accuracy benchmark's --colour
         data = colourise_sets(data)
     names = data["names"]
-    k = args.classes_per_task
-    tasks = [list(range(k * t, k * (t + 1))) for t in range(args.tasks)]
+    tasks = task_classes(args.tasks, args.classes_per_task)
     out: dict[str, Any] = {
         "machine": describe(),
         "settings": {
@@ -286,8 +292,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--append", action="store_true", help="add this run to the runs already in --out")
     args = p.parse_args(argv)
     args.set = json.loads(args.set)
-    if args.classes_per_task < 1 or not 1 <= args.tasks * args.classes_per_task <= 10:
-        p.error("--tasks x --classes-per-task must be 1..10: the data sets hold ten classes")
+    try:
+        task_classes(args.tasks, args.classes_per_task)
+    except ValueError as exc:
+        p.error(str(exc))
     args.labels = args.labels or ("fashion" if args.data == "fashion" else "digits")
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     result = run(args)

@@ -71,3 +71,17 @@ def test_walkthrough_uploads_per_class_images_of_an_idx_folder_under_the_chosen_
     assert np.array_equal(flat[:, :10].argmax(1), data["y_train"])
     with pytest.raises(SystemExit, match="class 0 has 4 training images"):
         walkthrough.idx_data(str(tmp_path / "idx"), per_class=5, seed=1, labels="digits")
+
+
+def test_walkthrough_splits_the_ten_classes_into_tasks_of_the_chosen_size(capsys):
+    from benchmarks import walkthrough
+
+    assert walkthrough.task_classes(5, 2) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert walkthrough.task_classes(2, 5) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert walkthrough.task_classes(1, 10) == [list(range(10))]
+    for tasks, per_task in ((3, 5), (0, 2), (2, 0)):
+        with pytest.raises(ValueError, match="the data sets hold ten classes"):
+            walkthrough.task_classes(tasks, per_task)
+    with pytest.raises(SystemExit):  # refused before any server starts
+        walkthrough.main(["--tasks", "3", "--classes-per-task", "5"])
+    assert "3 tasks of 5 classes" in capsys.readouterr().err
