@@ -7,7 +7,8 @@ training images exactly as the benchmark drew them, and trains the judge `--judg
 with a different initial weight draw each time, once per recipe:
 
 - `before`: the recipe until 2026-12-06 (clean images, constant lr);
-- `now`: dgm.fidelity's default (Gaussian noise on the training images, lr falling to 0).
+- `now`: dgm.fidelity's default (Gaussian noise on the training images, lr falling to 0);
+- `clean`, `steps_1000`, `steps_3000`, `wide`: `now` with one thing changed (see RECIPES).
 
 For each judge it records the fidelity of each of the task's classes and the judge's accuracy on the
 real Fashion-MNIST test images of those classes. A good recipe gives the same verdict whatever the draw.
@@ -31,7 +32,15 @@ from dgm import Learner, images
 from dgm.data import FASHION_MNIST_DIR, select
 from dgm.fidelity import oracle, score
 
-RECIPES = {"before": {"noise": 0.0, "decay": False}, "now": {}}
+# a recipe: dgm.fidelity.oracle's keyword arguments, and LearnerConfig overrides under "config"
+RECIPES: dict[str, dict] = {
+    "before": {"noise": 0.0, "decay": False},
+    "now": {},
+    "clean": {"noise": 0.0},  # today's, without the noise
+    "steps_1000": {"config": {"fidelity_steps": 1000}},  # today's, at least 1000 optimizer steps
+    "steps_3000": {"config": {"fidelity_steps": 3000}},
+    "wide": {"width": 32},  # today's at the critic's full base width (small preset), not half of it
+}
 
 
 def task_images(x, y, classes: list[str], shape) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +57,7 @@ def main(argv=None) -> dict:
     p.add_argument("--size", type=int, required=True, help="training images per class of the run")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the checkpoint's)")
     p.add_argument("--judges", type=int, default=25, help="judges per task and recipe")
-    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--recipes", nargs="+", default=["before", "now"], choices=list(RECIPES))
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -70,14 +79,18 @@ def main(argv=None) -> dict:
         x_test, y_test = task_images(pool["x_test"], pool["y_test"], classes, cfg.image_shape)
         entry = {"task": t, "classes": classes}
         for recipe in args.recipes:
-            fid, real = [], []
+            fid, real, real_class = [], [], []
             for k in range(args.judges):
                 torch.manual_seed(1000 + k)  # the judge's initial weights come from torch's global stream
                 rng = torch.Generator().manual_seed(learner.task_seed(t))  # the judge's stream in learn_task
-                net = oracle(cfg, xt, local, rng, **RECIPES[recipe])
+                kwargs = dict(RECIPES[recipe])
+                judge_cfg = cfg.replace(**kwargs.pop("config", {}))
+                net = oracle(judge_cfg, xt, local, rng, **kwargs)
                 fid.append(score(net, gen, [index[c] for c in classes], rng))
                 with torch.no_grad():
-                    real.append(float((net.logits(x_test).argmax(1) == y_test).float().mean()))
+                    right = net.logits(x_test).argmax(1) == y_test
+                real.append(float(right.float().mean()))
+                real_class.append([float(right[y_test == i].float().mean()) for i in range(len(classes))])
             arr = np.array(fid)
             entry[recipe] = {
                 "fidelity": {c: [round(v, 4) for v in arr[:, i]] for i, c in enumerate(classes)},
@@ -85,6 +98,9 @@ def main(argv=None) -> dict:
                 "judges_below_warning": {c: int((arr[:, i] < 0.8).sum()) for i, c in enumerate(classes)},
                 "real_test_accuracy": [round(v, 4) for v in real],
                 "min_real_test_accuracy": min(real),
+                "real_test_accuracy_per_class": {
+                    c: [round(v[i], 4) for v in real_class] for i, c in enumerate(classes)
+                },
             }
             print(
                 f"task {t} {classes} {recipe}: min fidelity {entry[recipe]['min_fidelity']}, judges below "

@@ -68,11 +68,13 @@ def oracle(
     rng: torch.Generator,
     noise: float = NOISE,
     decay: bool = True,
+    width: int = 0,
 ) -> Discriminator:
     """A half-width classifier over local labels y in 0..k-1, trained on real images x (N, C, 32, 32)
     with noise added and its lr falling linearly to 0 (noise=0, decay=False: the recipe before
-    2026-12-06, kept for benchmarks/probe_fidelity_judge.py)."""
-    net = Discriminator(x.shape[1], max(8, cfg.ndf // 2), int(y.max()) + 1).to(x.device)
+    2026-12-06; width > 0: that base width instead of half the critic's; both kept for
+    benchmarks/probe_fidelity_judge.py)."""
+    net = Discriminator(x.shape[1], width or max(8, cfg.ndf // 2), int(y.max()) + 1).to(x.device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))
     per_epoch = math.ceil(len(x) / 64)
     epochs = max(cfg.fidelity_epochs, math.ceil(cfg.fidelity_steps / per_epoch))
