@@ -7,8 +7,12 @@ training images exactly as the benchmark drew them, and trains the judge `--judg
 with a different initial weight draw each time, once per recipe:
 
 - `before`: the recipe until 2026-12-06 (clean images, constant lr);
-- `now`: dgm.fidelity's default (Gaussian noise on the training images, lr falling to 0);
-- `clean`, `steps_1000`, `steps_3000`, `wide`: `now` with one thing changed (see RECIPES).
+- `noise_0.3`: Gaussian noise (sd 0.3) on the training images, lr falling to 0 (2026-12-06 to 07);
+- `now`: a multi-class judge's recipe today (clean images, lr falling to 0);
+- `noise_0.1`, `steps_1000`, `steps_3000`, `wide`: one thing changed (RECIPES).
+
+Each output file records what its recipe names meant when it ran (`recipes`); in files without it
+(before 2026-12-07), `now` is today's `noise_0.3` and `clean` is today's `now`.
 
 For each judge it records the fidelity of each of the task's classes and the judge's accuracy on the
 real Fashion-MNIST test images of those classes. A good recipe gives the same verdict whatever the draw.
@@ -30,16 +34,17 @@ from benchmarks.labels import add_labels_argument
 from benchmarks.machine import describe
 from dgm import Learner, images
 from dgm.data import FASHION_MNIST_DIR, select
-from dgm.fidelity import oracle, score
+from dgm.fidelity import TASK_NOISE, oracle, score
 
 # a recipe: dgm.fidelity.oracle's keyword arguments, and LearnerConfig overrides under "config"
 RECIPES: dict[str, dict] = {
-    "before": {"noise": 0.0, "decay": False},
-    "now": {},
-    "clean": {"noise": 0.0},  # today's, without the noise
-    "steps_1000": {"config": {"fidelity_steps": 1000}},  # today's, at least 1000 optimizer steps
-    "steps_3000": {"config": {"fidelity_steps": 3000}},
-    "wide": {"width": 32},  # today's at the critic's full base width (small preset), not half of it
+    "before": {"noise": 0.0, "decay": False},  # until 2026-12-06: clean images, constant lr
+    "noise_0.3": {"noise": 0.3},  # a multi-class judge's from 2026-12-06 to 2026-12-07
+    "now": {"noise": TASK_NOISE},  # a multi-class judge's today (dgm.fidelity.task_fidelity)
+    "noise_0.1": {"noise": 0.1},
+    "steps_1000": {"noise": 0.3, "config": {"fidelity_steps": 1000}},  # noise_0.3, >= 1000 steps
+    "steps_3000": {"noise": 0.3, "config": {"fidelity_steps": 3000}},
+    "wide": {"noise": 0.3, "width": 32},  # noise_0.3 at the critic's full base width (small), not half
 }
 
 
@@ -57,7 +62,7 @@ def main(argv=None) -> dict:
     p.add_argument("--size", type=int, required=True, help="training images per class of the run")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the checkpoint's)")
     p.add_argument("--judges", type=int, default=25, help="judges per task and recipe")
-    p.add_argument("--recipes", nargs="+", default=["before", "now"], choices=list(RECIPES))
+    p.add_argument("--recipes", nargs="+", default=["before", "noise_0.3", "now"], choices=list(RECIPES))
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -70,7 +75,7 @@ def main(argv=None) -> dict:
     pool = load_pool(args.data_dir, args.labels)
     x_train, y_train = subsample(pool, args.size, args.seed)
     index = {c: i for i, c in enumerate(learner.classes)}
-    out = {"machine": describe(), "args": dict(vars(args)), "tasks": []}
+    out = {"machine": describe(), "args": dict(vars(args)), "recipes": RECIPES, "tasks": []}
     for t, report in enumerate(learner.history):
         classes = report["classes"]  # in the learner's order, which is the judge's label order
         if len(classes) < 2:
