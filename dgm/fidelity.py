@@ -44,9 +44,9 @@ harmed five-class tasks: a judge of MNIST's five..nine trained on noisy images r
 of real test eights (0.99 clean) and called 0.62-0.76 of the generated eights eight, so every one of 10
 judges warned, and through the service the gate held that version, whose classifier recognised 0.95 of
 the real eights; clean, the same judges called 0.96-0.98 of them eight. On Fashion-MNIST's five-class
-tasks, noise put 3 of 5 judges' pullover below 0.8, clean none (session21/probe_judge_*). So a
-multi-class judge learns from clean images (TASK_NOISE). The one-class judge keeps the noise it was
-measured with.
+tasks, noise put 3 of 5 judges' pullover below 0.8, clean none (their worst class, coat, at 0.81;
+session21/probe_judge_*). So a multi-class judge learns from clean images (TASK_NOISE). The one-class
+judge keeps the noise it was measured with.
 """
 
 from __future__ import annotations
