@@ -30,7 +30,7 @@ by whatever the judge does with such images, which may well be its majority clas
 multi-class judge shares the limit, but must give such images to one of its task's classes, so at
 least one of them then scores low.
 
-A multi-class task's judge sees only two or three classes, so it can separate them by something as crude
+A multi-class task's judge sees only a few classes, so it can separate them by something as crude
 as how much of the frame is bright, and generated images do not share such statistics exactly. Trained
 on clean images at a constant lr (the recipe until 2026-12-06), 2 of 20 fresh judges of one learner's
 coat/sandal task scored its sandal head 0.51-0.65, where an oracle trained on all ten classes gave
