@@ -84,12 +84,12 @@ def main(argv=None) -> dict:
         x_test, y_test = task_images(pool["x_test"], pool["y_test"], classes, cfg.image_shape)
         entry = {"task": t, "classes": classes}
         for recipe in args.recipes:
+            kwargs = dict(RECIPES[recipe])
+            judge_cfg = cfg.replace(**kwargs.pop("config", {}))
             fid, real, real_class = [], [], []
             for k in range(args.judges):
                 torch.manual_seed(1000 + k)  # the judge's initial weights come from torch's global stream
                 rng = torch.Generator().manual_seed(learner.task_seed(t))  # the judge's stream in learn_task
-                kwargs = dict(RECIPES[recipe])
-                judge_cfg = cfg.replace(**kwargs.pop("config", {}))
                 net = oracle(judge_cfg, xt, local, rng, **kwargs)
                 fid.append(score(net, gen, [index[c] for c in classes], rng))
                 with torch.no_grad():

@@ -32,7 +32,7 @@ from benchmarks.machine import describe
 from benchmarks.probe_fidelity_judge import task_images
 from dgm import Learner
 from dgm.data import FASHION_MNIST_DIR
-from dgm.fidelity import oracle, score
+from dgm.fidelity import NOISE, oracle, score
 from dgm.train import generate
 
 
@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
                 ys = [torch.full((len(x),), i) for i, x in enumerate(xs)]
                 rng = torch.Generator().manual_seed(learner.task_seed(t))
                 torch.manual_seed(learner.task_seed(t))
-                net = oracle(cfg, torch.cat(xs), torch.cat(ys), rng)
+                net = oracle(cfg, torch.cat(xs), torch.cat(ys), rng, noise=NOISE)
                 fid = score(net, gen, [index[c]], rng)[0]
                 # the other side: earlier heads' samples and earlier classes' real test images called c
                 with torch.no_grad():

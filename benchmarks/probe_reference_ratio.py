@@ -31,7 +31,7 @@ from benchmarks.machine import describe
 from benchmarks.probe_fidelity_judge import task_images
 from dgm import LearnerConfig
 from dgm.data import FASHION_MNIST_DIR
-from dgm.fidelity import oracle
+from dgm.fidelity import NOISE, oracle
 
 KNOWN = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal"]  # the first six tasks of 10x1
 CAPS = {
@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
                     ys = [torch.full((len(x),), i) for i, x in enumerate(xs)]
                     rng = torch.Generator().manual_seed(seed)
                     torch.manual_seed(seed)
-                    net = oracle(cfg, torch.cat(xs), torch.cat(ys), rng)
+                    net = oracle(cfg, torch.cat(xs), torch.cat(ys), rng, noise=NOISE)
                     with torch.no_grad():
                         new = float((net.logits(x_test).argmax(1) == 0).float().mean())
                         false = float((net.logits(x_known_test).argmax(1) == 0).float().mean())

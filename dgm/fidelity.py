@@ -74,14 +74,15 @@ def oracle(
     x: torch.Tensor,
     y: torch.Tensor,
     rng: torch.Generator,
-    noise: float = NOISE,
+    *,
+    noise: float,
     decay: bool = True,
     width: int = 0,
 ) -> Discriminator:
     """A half-width classifier over local labels y in 0..k-1, trained on real images x (N, C, 32, 32)
-    with noise added and its lr falling linearly to 0 (noise=0, decay=False: the recipe before
-    2026-12-06; width > 0: that base width instead of half the critic's; both kept for
-    benchmarks/probe_fidelity_judge.py)."""
+    with Gaussian noise of sd `noise` added (NOISE for a one-class judge, TASK_NOISE for a multi-class
+    one) and its lr falling linearly to 0 (decay=False: the constant lr before 2026-12-06; width > 0:
+    that base width instead of half the critic's; both kept for benchmarks/probe_fidelity_judge.py)."""
     net = Discriminator(x.shape[1], width or max(8, cfg.ndf // 2), int(y.max()) + 1).to(x.device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))
     per_epoch = math.ceil(len(x) / 64)
@@ -159,7 +160,7 @@ def one_class_judge(
         pick = torch.nonzero(ref_y == c).flatten()[:per_known]
         xs.append(x_ref[pick])
         ys.append(torch.full((len(pick),), i, dtype=torch.long, device=x.device))
-    judge = oracle(cfg, torch.cat(xs), torch.cat(ys), rng)
+    judge = oracle(cfg, torch.cat(xs), torch.cat(ys), rng, noise=NOISE)
     with torch.no_grad():
         real = float((judge.logits(x_cal).argmax(1) == 0).float().mean())
     return judge, real
