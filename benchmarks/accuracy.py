@@ -99,6 +99,11 @@ LEVERS: dict[str, dict[str, Any]] = {
         "overrides": {"g_ema": 0.995},
         "description": "the generator a task leaves behind averaged over its last ~200 steps (g_ema 0.995)",
     },
+    "gan_lr_decay": {
+        "overrides": {"gan_lr_decay": True},
+        "description": "the critic's and the generator's lr (not the mask embedding's) fall linearly to 0 "
+        "over each task's steps, the same steps",
+    },
     "default_same_machine": {
         "overrides": {},
         "description": "the dgmw default of 2026-11-26 (base width 8) rerun on the machine of the g_ema "

@@ -32,6 +32,10 @@ class LearnerConfig:
     steps_per_class: int = 0
     batch_size: int = 64
     lr: float = 2e-3  # Adam lr for D and G (MNIST default)
+    # the lr of the critic and of the generator's weights, BatchNorm affines and heads falls linearly to 0
+    # over the task's steps (the mask embedding keeps cfg.lr, so what a task reserves is learnt as
+    # before). Off: a constant lr, as METHOD.md
+    gan_lr_decay: bool = False
     beta1: float = 0.5
     s_max: float = 1e4  # mask sigmoid scale at the end of the anneal (DGMa paper default 1e5)
     lam: float = 0.08  # sparsity weight lambda (DGMa paper default 0.01)

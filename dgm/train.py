@@ -141,7 +141,16 @@ class TaskTrainer:
         self.cfg, self.gen, self.disc, self.task, self.rng = cfg, gen, disc, task, rng
         betas = (cfg.beta1, 0.999)
         self.opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_g = torch.optim.Adam(gen.trainable_parameters(task), lr=cfg.lr, betas=betas)
+        embedding = {id(e) for e in gen.embedding}
+        self.g_params = params = gen.trainable_parameters(task)
+        self.opt_g = torch.optim.Adam(
+            [
+                {"params": [p for p in params if id(p) not in embedding]},
+                {"params": [p for p in params if id(p) in embedding], "decays": False},
+            ],
+            lr=cfg.lr,
+            betas=betas,
+        )
         device = gen.weights[0].device
         self.multipliers = [m.to(device) for m in gen.gradient_multipliers()]
         # lambda_t grows with the network (METHOD.md §3.2): lambda * channels now / channels at start
@@ -176,6 +185,8 @@ class TaskTrainer:
                     raise TrainingCancelled(f"cancelled at step {step} of {total}")
                 idx = perm[i * b : (i + 1) * b]
                 s, s_e = masks.anneal_scale(cfg.s_max, epoch, epochs, i / steps)
+                if cfg.gan_lr_decay:
+                    self.set_lr(cfg.lr * (1 - step / total))
                 losses = self.step(x[idx], y[idx], replay_x, replay_y, replay_per_batch, s, s_e)
                 step += 1
                 if progress is not None and (step % report_every == 0 or step == total):
@@ -185,6 +196,13 @@ class TaskTrainer:
         if self.cfg.trains_class_head:
             recalibrate_bn(self.disc, torch.cat([x, replay_x]), 256)
         return losses
+
+    def set_lr(self, lr: float) -> None:
+        """The critic's lr and the generator's, except where a group says it does not decay (the mask
+        embedding)."""
+        for group in [*self.opt_d.param_groups, *self.opt_g.param_groups]:
+            if group.get("decays", True):
+                group["lr"] = lr
 
     @torch.no_grad()
     def use_average(self, classes: torch.Tensor, batches: int = 16) -> None:
@@ -258,7 +276,7 @@ class TaskTrainer:
         loss.backward()
         self.gen.block_gradients(self.multipliers)
         self.gen.compensate(s, s_e)
-        nn.utils.clip_grad_norm_(self.opt_g.param_groups[0]["params"], self.cfg.grad_clip_g)
+        nn.utils.clip_grad_norm_(self.g_params, self.cfg.grad_clip_g)
         self.opt_g.step()
         for a, p in zip(self.average, self.averaged, strict=True):  # empty unless cfg.g_ema
             a.lerp_(p.detach(), 1 - self.cfg.g_ema)
