@@ -104,6 +104,11 @@ LEVERS: dict[str, dict[str, Any]] = {
         "description": "the critic's and the generator's lr (not the mask embedding's) fall linearly to 0 "
         "over each task's steps, the same steps",
     },
+    "critic_batch_std": {
+        "overrides": {"critic_batch_std": True},
+        "description": "the critic also scores each class's feature deviation over the batch (ProGAN's "
+        "minibatch standard deviation, per class), a reward for variety within a class",
+    },
     "default_same_machine": {
         "overrides": {},
         "description": "the dgmw default of 2026-11-26 (base width 8) rerun on the machine of the g_ema "
@@ -473,7 +478,8 @@ def time_masked_step(args, shape, variant="dgmw", repeats=20, task=0) -> dict:
                 e.uniform_(-1, 1, generator=rng)
         gen.end_task()
         gen.begin_task(2)
-    disc = Discriminator(shape[0], cfg.ndf, 2 + 2 * task, projection=cfg.projection).to(learner.device)
+    judge = {"projection": cfg.projection, "batch_std": cfg.critic_batch_std}
+    disc = Discriminator(shape[0], cfg.ndf, 2 + 2 * task, **judge).to(learner.device)
     trainer = TaskTrainer(cfg, gen, disc, task, rng)
     x = torch.rand(cfg.batch_size, shape[0], 32, 32, device=learner.device) * 2 - 1
     y = torch.randint(0, 2, (cfg.batch_size,), device=learner.device) + 2 * task  # the task's class ids

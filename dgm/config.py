@@ -76,6 +76,9 @@ class LearnerConfig:
     # Training the generator still draws untruncated noise. 0: untruncated (METHOD.md)
     truncation: float = 0.0
     projection: bool = True  # conditional (projection) critic: binds each head to its own class
+    # the critic also scores the batch's within-class deviation of its features (ProGAN's minibatch
+    # standard deviation, per class), a reward for variety within each class. Off: as METHOD.md
+    critic_batch_std: bool = False
     classifier: ClassifierKind = "consolidated"  # what serves (dgm/consolidate.py); "critic_head": official
     classifier_ndf: int = 0  # the consolidated classifier's base width (0: ndf, the critic's)
     consolidate_per_class: int = 800  # generated images per class per consolidation epoch

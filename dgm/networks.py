@@ -424,7 +424,9 @@ class Discriminator(nn.Module):
     The classifier that serves is an instance without projection, trained by `dgm.consolidate`.
     """
 
-    def __init__(self, nc: int, ndf: int, n_classes: int, projection: bool = False) -> None:
+    def __init__(
+        self, nc: int, ndf: int, n_classes: int, projection: bool = False, batch_std: bool = False
+    ) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
             nn.Conv2d(nc, ndf, 5, 2, 2, bias=False),  # 32 -> 16
@@ -445,14 +447,21 @@ class Discriminator(nn.Module):
         self.embed = nn.Linear(feat, n_classes, bias=False) if projection else None
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        # batch_std: the critic also scores how varied each class's images in the batch are (a
+        # minibatch-deviation feature, as ProGAN's), so a generator that draws one kind of each class
+        # loses to real batches; it judges, it never serves
+        self.spread = nn.Linear(1, 1, bias=False) if batch_std else None
+        if self.spread is not None:
+            nn.init.zeros_(self.spread.weight)
         for m in self.trunk:
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, 0.02)
 
     def state(self) -> dict[str, torch.Tensor]:
         """The serving classifier's tensors as `disc.<name>`: trunk and class head. A projection critic's
-        class embedding judges, it never serves, so it is left out."""
-        return {f"disc.{k}": v for k, v in self.state_dict().items() if not k.startswith("embed.")}
+        class embedding and the batch-deviation weight judge, they never serve, so they are left out."""
+        judging = ("embed.", "spread.")
+        return {f"disc.{k}": v for k, v in self.state_dict().items() if not k.startswith(judging)}
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Discriminator:
@@ -473,4 +482,14 @@ class Discriminator(nn.Module):
             if y is None:
                 raise ValueError("a projection critic scores each image as a class: pass y")
             out = out + self.embed(h).gather(1, y[:, None]).squeeze(1)
+        if self.spread is not None:
+            out = out + self.spread(class_spread(h, y).reshape(1, 1)).reshape(1)
         return out
+
+
+def class_spread(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """The batch's within-class deviation: each feature's standard deviation over the images of one class,
+    averaged over features, then over the classes with two or more images (y None: one class)."""
+    groups = [h] if y is None else [h[y == c] for c in torch.unique(y)]
+    spreads = [g.std(0).mean() for g in groups if len(g) > 1]
+    return torch.stack(spreads).mean() if spreads else h.new_zeros(())

@@ -37,7 +37,8 @@ def assert_same_contents(a: Path, b: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("variant", "overrides"), [("dgmw", {}), ("dgma", {}), ("dgmw", {"classifier_ndf": 4})]
+    ("variant", "overrides"),
+    [("dgmw", {}), ("dgma", {}), ("dgmw", {"classifier_ndf": 4}), ("dgmw", {"critic_batch_std": True})],
 )
 def test_save_load_identical_predictions_and_samples(digits, tmp_path, variant, overrides):
     learner = tiny_learner(variant, **overrides)  # classifier_ndf: a classifier narrower than the critic

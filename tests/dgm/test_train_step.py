@@ -91,3 +91,52 @@ def test_only_dgmw_small_floors_steps_per_class():
     stored = LearnerConfig.preset("small").to_dict()
     del stored["steps_per_class"]
     assert LearnerConfig.from_dict(stored).steps_per_class == 0
+
+
+@pytest.mark.parametrize("decay", [False, True])
+def test_gan_lr_decay_falls_to_zero_over_the_task_but_not_for_the_mask_embedding(digits, monkeypatch, decay):
+    learner = tiny_learner(gan_lr_decay=decay, steps=20)
+    lr = learner.config.lr
+    seen: list[tuple[list[float], list[float]]] = []
+    original = TaskTrainer.step
+
+    def recording(self, *args):
+        groups = self.opt_g.param_groups
+        embedding = {id(e) for e in self.gen.embedding}
+        holds_mask = [any(id(p) in embedding for p in g["params"]) for g in groups]
+        mask_lrs = [g["lr"] for g, m in zip(groups, holds_mask, strict=True) if m]
+        weights = [g for g, m in zip(groups, holds_mask, strict=True) if not m]
+        others = [g["lr"] for g in [*self.opt_d.param_groups, *weights]]
+        seen.append((others, mask_lrs))
+        return original(self, *args)
+
+    monkeypatch.setattr(TaskTrainer, "step", recording)
+    learner.learn_task(*task_data(digits, [0, 1]))
+    total = len(seen)
+    assert total > 10
+    assert all(mask == [lr] for _, mask in seen)  # what the task reserves learns at the full rate
+    if not decay:
+        assert all(set(others) == {lr} for others, _ in seen)
+        return
+    # step k (0-based) trains at lr * (1 - k / total): the full rate first, a step's worth at the end
+    for k, (others, _) in enumerate(seen):
+        assert others and all(v == pytest.approx(lr * (1 - k / total)) for v in others)
+
+
+def test_critic_batch_std_scores_each_class_variety_and_never_serves():
+    from dgm.networks import Discriminator, class_spread
+
+    torch.manual_seed(0)
+    disc = Discriminator(1, 4, 3, projection=True, batch_std=True).eval()  # BN: per-image features
+    x, y = torch.randn(6, 1, 32, 32), torch.tensor([0, 0, 0, 1, 1, 1])
+    one_kind = torch.cat([x[:1].expand(3, -1, -1, -1), x[3:4].expand(3, -1, -1, -1)])
+    with torch.no_grad():
+        h = disc.trunk(x)
+        expected = (h[:3].std(0).mean() + h[3:].std(0).mean()) / 2
+        assert class_spread(h, y) == pytest.approx(float(expected))
+        assert float(class_spread(disc.trunk(one_kind), y)) == 0  # one image per class: no variety
+        before = disc.score(x, y)  # the weight starts at 0: a critic that ignores variety at first
+        disc.spread.weight.fill_(2.0)
+        assert torch.allclose(disc.score(x, y) - before, 2 * expected.expand(6))
+        assert torch.allclose(disc.score(one_kind, y), before[[0, 0, 0, 3, 3, 3]])  # no variety, no bonus
+    assert not [k for k in disc.state() if "spread" in k or "embed" in k]  # judges, never serves
