@@ -19,6 +19,7 @@ trains judges with three caps on the images per known class (`cap200`: 200; `rat
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 from pathlib import Path
@@ -47,6 +48,11 @@ def main(argv=None) -> dict:
     p.add_argument("--classes", nargs="+", default=["shirt", "sneaker", "bag"], help="the one-class tasks")
     p.add_argument("--sizes", nargs="+", type=int, default=[8, 50, 200, 800], help="images of the class")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--caps", nargs="+", default=list(CAPS), choices=list(CAPS), help="default all")
+    p.add_argument(
+        "--noise", nargs="+", type=float, default=[NOISE],
+        help=f"the judge's training noise sd, one judge per value (the service's one-class judge: {NOISE})",
+    )  # fmt: skip
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -63,18 +69,19 @@ def main(argv=None) -> dict:
             xc, _ = task_images(x_train, y_train, [c], cfg.image_shape)
             x_test, _ = task_images(pool["x_test"], pool["y_test"], [c], cfg.image_shape)
             for n in args.sizes:
-                for name, cap in CAPS.items():
-                    k = cap(n)
+                for name, noise in itertools.product(args.caps, args.noise):
+                    k = CAPS[name](n)
                     xs = [xc[:n], *(x[:k] for x in known)]
                     ys = [torch.full((len(x),), i) for i, x in enumerate(xs)]
                     rng = torch.Generator().manual_seed(seed)
                     torch.manual_seed(seed)
-                    net = oracle(cfg, torch.cat(xs), torch.cat(ys), rng, noise=NOISE)
+                    net = oracle(cfg, torch.cat(xs), torch.cat(ys), rng, noise=noise)
                     with torch.no_grad():
                         new = float((net.logits(x_test).argmax(1) == 0).float().mean())
                         false = float((net.logits(x_known_test).argmax(1) == 0).float().mean())
                     row = {"seed": seed, "class": c, "images": n, "cap": name, "per_known_class": k,
-                           "new_called_new": round(new, 3), "known_called_new": round(false, 3)}  # fmt: skip
+                           "noise": noise, "new_called_new": round(new, 3),
+                           "known_called_new": round(false, 3)}  # fmt: skip
                     print(json.dumps(row), flush=True)
                     out["rows"].append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
