@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -143,14 +144,11 @@ class TaskTrainer:
         self.opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=betas)
         embedding = {id(e) for e in gen.embedding}
         self.g_params = params = gen.trainable_parameters(task)
-        self.opt_g = torch.optim.Adam(
-            [
-                {"params": [p for p in params if id(p) not in embedding]},
-                {"params": [p for p in params if id(p) in embedding], "decays": False},
-            ],
-            lr=cfg.lr,
-            betas=betas,
-        )
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in params if id(p) not in embedding]},
+            {"params": [p for p in params if id(p) in embedding], "decays": False},
+        ]
+        self.opt_g = torch.optim.Adam(groups, lr=cfg.lr, betas=betas)
         device = gen.weights[0].device
         self.multipliers = [m.to(device) for m in gen.gradient_multipliers()]
         # lambda_t grows with the network (METHOD.md §3.2): lambda * channels now / channels at start
