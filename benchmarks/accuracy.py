@@ -478,8 +478,7 @@ def time_masked_step(args, shape, variant="dgmw", repeats=20, task=0) -> dict:
                 e.uniform_(-1, 1, generator=rng)
         gen.end_task()
         gen.begin_task(2)
-    judge = {"projection": cfg.projection, "batch_std": cfg.critic_batch_std}
-    disc = Discriminator(shape[0], cfg.ndf, 2 + 2 * task, **judge).to(learner.device)
+    disc = Discriminator.for_task(cfg, shape[0], 2 + 2 * task).to(learner.device)
     trainer = TaskTrainer(cfg, gen, disc, task, rng)
     x = torch.rand(cfg.batch_size, shape[0], 32, 32, device=learner.device) * 2 - 1
     y = torch.randint(0, 2, (cfg.batch_size,), device=learner.device) + 2 * task  # the task's class ids

@@ -177,9 +177,7 @@ class Learner:
         index = {c: i for i, c in enumerate(self.classes)}
         yt = torch.tensor([index[c] for c in labels], device=self.device)
         # D is re-initialised every task (reinit_D, METHOD.md §2.1): old classes live on only as replay.
-        critic = Discriminator(
-            xt.shape[1], cfg.ndf, len(self.classes), projection=cfg.projection, batch_std=cfg.critic_batch_std
-        )
+        critic = Discriminator.for_task(cfg, xt.shape[1], len(self.classes))
         replay_x, replay_y = xt[:0], yt[:0]
         if cfg.trains_class_head:  # it learns old classes from a fixed replay set
             per_class = min(cfg.replay_per_class, max(labels.count(c) for c in new))

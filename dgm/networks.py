@@ -450,9 +450,7 @@ class Discriminator(nn.Module):
         # batch_std: the critic also scores how varied each class's images in the batch are (a
         # minibatch-deviation feature, as ProGAN's), so a generator that draws one kind of each class
         # loses to real batches; it judges, it never serves
-        self.spread = nn.Linear(1, 1, bias=False) if batch_std else None
-        if self.spread is not None:
-            nn.init.zeros_(self.spread.weight)
+        self.spread = nn.Parameter(torch.zeros(())) if batch_std else None
         for m in self.trunk:
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, 0.02)
@@ -460,8 +458,13 @@ class Discriminator(nn.Module):
     def state(self) -> dict[str, torch.Tensor]:
         """The serving classifier's tensors as `disc.<name>`: trunk and class head. A projection critic's
         class embedding and the batch-deviation weight judge, they never serve, so they are left out."""
-        judging = ("embed.", "spread.")
+        judging = ("embed.", "spread")
         return {f"disc.{k}": v for k, v in self.state_dict().items() if not k.startswith(judging)}
+
+    @classmethod
+    def for_task(cls, cfg: LearnerConfig, nc: int, n_classes: int) -> Discriminator:
+        """A task's fresh critic as `cfg` asks for it (projection, batch deviation)."""
+        return cls(nc, cfg.ndf, n_classes, projection=cfg.projection, batch_std=cfg.critic_batch_std)
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Discriminator:
@@ -483,7 +486,7 @@ class Discriminator(nn.Module):
                 raise ValueError("a projection critic scores each image as a class: pass y")
             out = out + self.embed(h).gather(1, y[:, None]).squeeze(1)
         if self.spread is not None:
-            out = out + self.spread(class_spread(h, y).reshape(1, 1)).reshape(1)
+            out = out + self.spread * class_spread(h, y)
         return out
 
 

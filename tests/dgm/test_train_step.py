@@ -136,7 +136,7 @@ def test_critic_batch_std_scores_each_class_variety_and_never_serves():
         assert class_spread(h, y) == pytest.approx(float(expected))
         assert float(class_spread(disc.trunk(one_kind), y)) == 0  # one image per class: no variety
         before = disc.score(x, y)  # the weight starts at 0: a critic that ignores variety at first
-        disc.spread.weight.fill_(2.0)
+        disc.spread.fill_(2.0)
         assert torch.allclose(disc.score(x, y) - before, 2 * expected.expand(6))
         assert torch.allclose(disc.score(one_kind, y), before[[0, 0, 0, 3, 3, 3]])  # no variety, no bonus
     assert not [k for k in disc.state() if "spread" in k or "embed" in k]  # judges, never serves
